@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_DIR := .run
+
+.PHONY: run test bench check stop clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	@$(PY) -m gateway check --config config/routes.yaml >/dev/null
+	@bash scripts/run-local.sh
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+check: $(STAMP)
+	$(PY) -m gateway check --config config/routes.yaml
+
+bench: $(STAMP)
+	bash bench/run.sh
+
+stop:
+	@bash scripts/run-local.sh stop
+
+clean:
+	rm -rf $(VENV) $(RUN_DIR) .pytest_cache

@@ -1,0 +1,140 @@
+"""A local development issuer shaped like Auth0, so `make run` needs no account.
+
+It serves OIDC discovery, a JWKS, and a client-credentials token endpoint.
+Its RSA key and client secrets are generated on first use under a git-ignored
+folder.  It is for development only: anyone who can read that folder can mint
+tokens.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jose import jwk, jwt
+
+DEFAULT_ISSUER = "http://127.0.0.1:9000/"
+DEFAULT_AUDIENCE = "https://api.example.test"
+DEFAULT_KEY_DIR = ".devissuer"
+DEFAULT_CLIENTS = {
+    "dev-user-client": "read:user",
+    "dev-admin-client": "read:user read:admin",
+}
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    """Create `path` atomically unless it exists (two processes may start at once)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    temp.write_bytes(data)
+    os.chmod(temp, 0o600)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass
+    finally:
+        temp.unlink()
+
+
+def _thumbprint(public_jwk: dict) -> str:
+    """RFC 7638 JWK thumbprint, used as the kid."""
+    members = {k: public_jwk[k] for k in ("e", "kty", "n")}
+    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class DevKeys:
+    private_pem: bytes
+    public_jwk: dict
+    clients: dict  # client_id -> {"secret": ..., "scope": ...}
+
+    @property
+    def kid(self) -> str:
+        return self.public_jwk["kid"]
+
+    @classmethod
+    def load_or_create(cls, folder: str | Path = DEFAULT_KEY_DIR) -> "DevKeys":
+        folder = Path(folder)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key_file = folder / "signing-key.pem"
+        if not key_file.exists():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            _write_once(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+        clients_file = folder / "clients.json"
+        if not clients_file.exists():
+            clients = {cid: {"secret": secrets.token_urlsafe(24), "scope": scope}
+                       for cid, scope in DEFAULT_CLIENTS.items()}
+            _write_once(clients_file, json.dumps(clients, indent=2).encode())
+        private_pem = key_file.read_bytes()
+        public = jwk.construct(private_pem, "RS256").public_key().to_dict()
+        public = {"kty": "RSA", "n": public["n"], "e": public["e"]}
+        public.update(kid=_thumbprint(public), use="sig", alg="RS256")
+        return cls(private_pem, public, json.loads(clients_file.read_text()))
+
+    def mint(self, claims: dict) -> str:
+        return jwt.encode(claims, self.private_pem.decode(), algorithm="RS256", headers={"kid": self.kid})
+
+
+def access_token_claims(scope: str, subject: str, ttl: int, issuer: str = DEFAULT_ISSUER,
+                        audience: str = DEFAULT_AUDIENCE, **extra) -> dict:
+    now = int(time.time())
+    return {"iss": issuer, "sub": subject, "aud": audience, "iat": now, "exp": now + ttl,
+            "scope": scope, **extra}
+
+
+def issuer_app(keys: DevKeys, issuer: str = DEFAULT_ISSUER, audience: str = DEFAULT_AUDIENCE,
+               ttl: int = 3600) -> web.Application:
+    base = issuer.rstrip("/")
+
+    async def discovery(request: web.Request) -> web.Response:
+        return web.json_response({
+            "issuer": issuer,
+            "jwks_uri": f"{base}/.well-known/jwks.json",
+            "token_endpoint": f"{base}/oauth/token",
+            "grant_types_supported": ["client_credentials"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        })
+
+    async def jwks(request: web.Request) -> web.Response:
+        return web.json_response({"keys": [keys.public_jwk]}, headers={"Cache-Control": "public, max-age=300"})
+
+    async def token(request: web.Request) -> web.Response:
+        if request.content_type == "application/json":
+            try:
+                form = await request.json()
+            except ValueError:
+                form = None
+        else:
+            form = dict(await request.post())
+        if not isinstance(form, dict):
+            return web.json_response({"error": "invalid_request", "error_description": "send a JSON or form body"},
+                                     status=400)
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type",
+                                      "error_description": "only client_credentials is supported"}, status=400)
+        client = keys.clients.get(form.get("client_id"))
+        secret = form.get("client_secret")
+        if client is None or not isinstance(secret, str) or not secrets.compare_digest(secret, client["secret"]):
+            return web.json_response({"error": "access_denied", "error_description": "Unauthorized"}, status=401)
+        if form.get("audience") != audience:
+            return web.json_response({"error": "access_denied",
+                                      "error_description": f"Service not found: {form.get('audience')}"}, status=403)
+        claims = access_token_claims(client["scope"], f"{form['client_id']}@clients", ttl, issuer, audience,
+                                     azp=form["client_id"], gty="client-credentials")
+        return web.json_response({"access_token": keys.mint(claims), "token_type": "Bearer",
+                                  "expires_in": ttl, "scope": client["scope"]})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_post("/oauth/token", token)
+    return app

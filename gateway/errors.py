@@ -1,0 +1,88 @@
+"""Every answer the gateway gives on its own behalf: JSON bodies with a code and a fix.
+
+401/403 bodies keep the Auth0 tutorial's `{"code", "description"}` shape and
+carry RFC 6750 `WWW-Authenticate` challenges.
+"""
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+
+class Rejection(Exception):
+    """A request the gateway answers itself instead of forwarding."""
+
+    def __init__(self, status: int, code: str, description: str,
+                 headers: dict[str, str] | None = None, scopes: tuple[str, ...] = ()):
+        super().__init__(description)
+        self.status = status
+        self.code = code
+        self.description = description
+        self.headers = headers or {}
+        self.scopes = scopes
+
+    def response(self, realm: str) -> web.Response:
+        headers = dict(self.headers)
+        if self.status in (401, 403):
+            headers["WWW-Authenticate"] = self._challenge(realm)
+        body = json.dumps({"code": self.code, "description": self.description}).encode()
+        return web.Response(status=self.status, body=body, headers=headers,
+                            content_type="application/json")
+
+    def _challenge(self, realm: str) -> str:
+        if self.code == "authorization_header_missing":
+            return f'Bearer realm="{_quoted(realm)}"'
+        error = "insufficient_scope" if self.status == 403 else "invalid_token"
+        challenge = (f'Bearer realm="{_quoted(realm)}", error="{error}", '
+                     f'error_description="{_quoted(self.description)}"')
+        if self.scopes:
+            challenge += f', scope="{_quoted(" ".join(self.scopes))}"'
+        return challenge
+
+
+def _quoted(text: str) -> str:
+    """Keep a description safe inside a quoted-string (RFC 9110 §5.6.4)."""
+    return "".join(c for c in text if c.isprintable() and c not in '"\\' and ord(c) < 127)
+
+
+def unauthorized(code: str, description: str) -> Rejection:
+    return Rejection(401, code, description)
+
+
+def missing_token() -> Rejection:
+    return unauthorized("authorization_header_missing",
+                        "Authorization header is expected: send 'Authorization: Bearer <token>'")
+
+
+def insufficient_scope(description: str, scopes: tuple[str, ...]) -> Rejection:
+    return Rejection(403, "insufficient_scope", description, scopes=scopes)
+
+
+def bad_request(code: str, description: str) -> Rejection:
+    return Rejection(400, code, description)
+
+
+def not_found() -> Rejection:
+    return Rejection(404, "not_found", "no route matches this path; routes are listed in routes.yaml")
+
+
+def method_not_allowed(allow: tuple[str, ...]) -> Rejection:
+    return Rejection(405, "method_not_allowed", "this route does not accept that method",
+                     {"Allow": ", ".join(allow)})
+
+
+def keys_unavailable(provider: str) -> Rejection:
+    return Rejection(503, "jwks_unavailable",
+                     f"signing keys of provider {provider!r} could not be fetched yet; "
+                     "the gateway keeps retrying, check that the identity provider is reachable",
+                     {"Retry-After": "5"})
+
+
+def upstream_unavailable() -> Rejection:
+    return Rejection(502, "upstream_unavailable",
+                     "the upstream app refused or dropped the connection; check that it is running")
+
+
+def upstream_timeout() -> Rejection:
+    return Rejection(504, "upstream_timeout", "the upstream app did not answer in time")

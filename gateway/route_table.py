@@ -1,0 +1,96 @@
+"""Route matcher: the first route whose pattern and methods fit the canonical path wins.
+
+Patterns match whole segments and are case-sensitive like Flask's: `*` is
+exactly one segment and never crosses `/`; `**` (last segment only) is zero
+or more trailing segments, so `/admin/**` covers `/admin` and `/admin/x/y`
+but never `/admin-old`.  The table only ever sees paths that came out of
+`canonical_path`, so what decides the rule is what goes upstream.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Union
+
+from .policy import AccessRule
+
+
+class PatternError(ValueError):
+    pass
+
+
+def compile_pattern(pattern: str) -> re.Pattern:
+    """Turn `/a/*/b/**` into an anchored regex over canonical paths."""
+    if not pattern.startswith("/"):
+        raise PatternError("a path pattern must start with '/'")
+    if pattern == "/":
+        return re.compile(r"/\Z")
+    segments = pattern[1:].split("/")
+    parts: list[str] = []
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == "**":
+            if not last:
+                raise PatternError("'**' may only be the last segment of a pattern")
+            parts.append(r"(?:/.*)?")
+        elif segment == "*":
+            parts.append(r"/[^/]+")
+        elif "*" in segment:
+            raise PatternError(
+                f"segment {segment!r} mixes '*' with text; wildcards must be a whole segment"
+            )
+        elif segment == "" and not last:
+            raise PatternError("empty segment ('//') in pattern")
+        elif segment in (".", ".."):
+            raise PatternError("'.' and '..' segments can never match a canonical path")
+        else:
+            parts.append("/" + re.escape(segment))
+    return re.compile("".join(parts) + r"\Z")
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: str
+    regex: re.Pattern
+    methods: frozenset[str] | None  # None: every method
+    access: AccessRule
+    providers: frozenset[str] | None  # None: every configured provider
+    line: int
+
+    def allows(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+
+@dataclass(frozen=True)
+class NoRoute:
+    pass
+
+
+@dataclass(frozen=True)
+class MethodNotAllowed:
+    allow: tuple[str, ...]
+
+
+Match = Union[Route, NoRoute, MethodNotAllowed]
+NO_ROUTE = NoRoute()
+
+
+class RouteTable:
+    """Ordered routes; `match` is the only question the request path asks."""
+
+    def __init__(self, routes: tuple[Route, ...]):
+        self.routes = routes
+
+    def match(self, method: str, path: str) -> Match:
+        allow: set[str] = set()
+        path_matched = False
+        for route in self.routes:
+            if route.regex.match(path) is None:
+                continue
+            if route.allows(method):
+                return route
+            path_matched = True
+            allow |= route.methods  # type: ignore[arg-type]  # None always allows
+        if path_matched:
+            return MethodNotAllowed(tuple(sorted(allow)))
+        return NO_ROUTE
