@@ -144,7 +144,7 @@ def _is_http_url(value: str) -> bool:
 def parse_listen(value: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` -> (host, port); raises ValueError with a hint."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"listen address {value!r} must look like 127.0.0.1:8080 or [::1]:8080")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -31,6 +31,7 @@ class Gateway:
         self.token_cache = TokenCache()
         self.forwarder = Forwarder(config.upstream)
         self.runner: web.ServerRunner | None = None
+        self.port = config.listen_port
         self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -45,14 +46,15 @@ class Gateway:
         server = web.Server(handler.handle, max_line_size=limits.max_line_size,
                             max_field_size=limits.max_field_size, max_headers=limits.max_headers,
                             access_log=None)
-        self.runner = web.ServerRunner(server, handle_signals=False)
+        self.runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.listen_host, self.config.listen_port,
-                           shutdown_timeout=10.0, backlog=1024)
+                           backlog=1024)
         await site.start()
+        self.port = self.runner.addresses[0][1]
         self._sweeper = asyncio.create_task(self._sweep())
         log.info("gateway listening on http://%s:%d, forwarding to %s",
-                 self.config.listen_host, self.config.listen_port, self.config.upstream.url)
+                 self.config.listen_host, self.port, self.config.upstream.url)
 
     async def _sweep(self) -> None:
         while True:
