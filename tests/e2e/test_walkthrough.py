@@ -1,0 +1,101 @@
+"""The README walk-through, as a user runs it: three real processes started from the command line."""
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.support import free_port, start_flask_upstream, start_process, stop_process, wait_http, REPO
+
+PY = sys.executable
+
+
+def call(url, token=None, headers=None, data=None):
+    request = urllib.request.Request(url, data=data, headers=dict(headers or {}))
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stack")
+    issuer_port, gateway_port = free_port(), free_port()
+    issuer = f"http://127.0.0.1:{issuer_port}/"
+    keys = str(tmp / "keys")
+    processes = []
+    try:
+        upstream, upstream_url = start_flask_upstream(tmp / "upstream.log")
+        processes.append(upstream)
+        processes.append(start_process([PY, "-m", "gateway", "devissuer", "--listen", f"127.0.0.1:{issuer_port}",
+                                        "--key-dir", keys], tmp / "issuer.log"))
+        wait_http(issuer + ".well-known/jwks.json", process=processes[-1])
+        env = {"AUTH_ISSUER": issuer, "GATEWAY_LISTEN": f"127.0.0.1:{gateway_port}",
+               "GATEWAY_UPSTREAM": upstream_url}
+        processes.append(start_process([PY, "-m", "gateway", "serve", "--config", "config/routes.yaml"],
+                                       tmp / "gateway.log", env=env))
+        base = f"http://127.0.0.1:{gateway_port}"
+        wait_http(base + "/", process=processes[-1])
+
+        def token(scope, sub="alice", ttl=3600):
+            import subprocess
+            out = subprocess.run([PY, "-m", "gateway", "token", "--scope", scope, "--sub", sub, "--ttl", str(ttl),
+                                  "--issuer", issuer, "--key-dir", keys], cwd=REPO, capture_output=True,
+                                 text=True, check=True, timeout=30)
+            return out.stdout.strip()
+
+        deadline = time.monotonic() + 20  # keys are fetched in the background at start
+        probe = token("read:user")
+        while call(base + "/user", probe)[0] == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield {"base": base, "issuer": issuer, "token": token, "keys": tmp / "keys", "log": tmp / "gateway.log"}
+    finally:
+        for process in reversed(processes):
+            stop_process(process)
+
+
+def test_tutorial_curl_walkthrough(stack):
+    base, token = stack["base"], stack["token"]
+    assert call(base + "/")[::2] == (200, {"msg": "Hello world!"})
+    status, headers, body = call(base + "/user")
+    assert (status, body["code"]) == (401, "authorization_header_missing")
+    assert call(base + "/user", token("read:user"))[::2] == (200, {"msg": "Hello user!"})
+    status, headers, body = call(base + "/admin", token("read:user"))
+    assert (status, body["code"]) == (403, "insufficient_scope")
+    assert call(base + "/admin", token("read:user read:admin"))[::2] == (200, {"msg": "Hello admin!"})
+
+
+def test_expired_token_from_the_cli_is_refused(stack):
+    status, headers, body = call(stack["base"] + "/user", stack["token"]("read:user", ttl=-120))
+    assert (status, body["code"]) == (401, "token_expired")
+    assert 'error="invalid_token"' in headers["WWW-Authenticate"]
+
+
+def test_client_credentials_token_from_the_dev_issuer(stack):
+    clients = json.loads((stack["keys"] / "clients.json").read_text())
+    form = {"client_id": "dev-admin-client", "client_secret": clients["dev-admin-client"]["secret"],
+            "audience": "https://api.example.test", "grant_type": "client_credentials"}
+    status, _, body = call(stack["issuer"] + "oauth/token", data=json.dumps(form).encode(),
+                           headers={"Content-Type": "application/json"})
+    assert status == 200 and body["token_type"] == "Bearer"
+    assert call(stack["base"] + "/admin", body["access_token"])[::2] == (200, {"msg": "Hello admin!"})
+    status, _, body = call(stack["issuer"] + "oauth/token", data=json.dumps({**form, "client_secret": "x"}).encode(),
+                           headers={"Content-Type": "application/json"})
+    assert status == 401
+
+
+def test_gateway_log_never_contains_a_token(stack):
+    sent = stack["token"]("read:user", sub="log-check")
+    call(stack["base"] + "/user", sent)
+    call(stack["base"] + "/admin", sent)
+    call(stack["base"] + "/user", sent[:-4] + "AAAA")
+    log = stack["log"].read_text()
+    assert "/user" in log
+    signature = sent.rsplit(".", 1)[1]
+    assert sent.split(".")[1] not in log and signature not in log and "Bearer" not in log
