@@ -33,9 +33,17 @@ class AuthFilter:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
         route = None
+        cors_headers = None
         try:
             path, query = self._target(request.raw_path)
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
+                    and "Origin" in request.headers:
+                preflight = self._preflight(request, path)
+                if preflight is not None:
+                    return preflight
             route = self._route(request.method, path)
+            if route.cors is not None:
+                cors_headers = route.cors.response_headers(request.headers.get("Origin"))
             identity = None
             if route.access.token is not TokenNeed.NONE:
                 token = extract_bearer(request.headers, self.config.limits.max_token_bytes)
@@ -49,10 +57,12 @@ class AuthFilter:
                         raise errors.insufficient_scope(denial.description, denial.scopes)
             headers = upstream_request_headers(
                 request.headers, identity, self.config.forward_authorization,
-                request.remote, request.scheme)
-            response = await self.forwarder.forward(request, path, query, headers)
+                request.remote, request.scheme, self.config.identity_headers)
+            response = await self.forwarder.forward(request, path, query, headers, cors_headers)
         except errors.Rejection as rejection:
             response = rejection.response(self.config.realm)
+            if cors_headers:
+                response.headers.update(cors_headers)
             _log(request, route, response.status, rejection.code, started)
             return response
         _log(request, route, response.status, "allowed", started)
@@ -64,6 +74,15 @@ class AuthFilter:
             return canonicalize(path), query
         except PathRejected as exc:
             raise errors.bad_request("invalid_path", str(exc)) from None
+
+    def _preflight(self, request: web.BaseRequest, path: str) -> web.StreamResponse | None:
+        """A CORS preflight for a route with CORS enabled is answered here, without auth."""
+        method = request.headers["Access-Control-Request-Method"]
+        route = self.config.routes.match(method, path)
+        if not isinstance(route, Route) or route.cors is None:
+            return None
+        return route.cors.preflight(request.headers["Origin"], method,
+                                    request.headers.get("Access-Control-Request-Headers"))
 
     def _route(self, method: str, path: str) -> Route:
         match = self.config.routes.match(method, path)

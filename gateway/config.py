@@ -39,6 +39,7 @@ class ProviderConfig:
     required_claims: tuple[str, ...]
     typ: str | None
     jwks_policy: JwksPolicy
+    forward_claims: tuple[tuple[str, tuple[str, ...]], ...]  # (header name, claim path)
     line: int
 
 
@@ -70,6 +71,7 @@ class GatewayConfig:
     providers: tuple[ProviderConfig, ...]
     routes: RouteTable
     limits: Limits
+    identity_headers: frozenset[str] = frozenset()  # configured claim headers, lower-case: stripped from clients
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:

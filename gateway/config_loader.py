@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ from .config import (
     ProviderConfig,
     UpstreamConfig,
 )
+from .cors import CorsPolicy
+from .headers import HOP_BY_HOP
 from .route_table import PatternError, Route, RouteTable, compile_pattern
+from .verifier import IDENTITY_HEADERS
 from .yaml_source import LocatedList, LocatedMap, YamlProblem, environment, load_located
 
 HTTP_METHODS = frozenset(
@@ -206,8 +210,67 @@ def _static_jwks(section: _Section, base_dir: Path, problems: _Problems):
 
 PROVIDER_KEYS = (
     "name", "issuer", "audience", "jwks_uri", "jwks", "jwks_file", "algorithms", "leeway",
-    "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache",
+    "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache", "forward_claims",
 )
+_TCHAR = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+RESERVED_HEADERS = frozenset({
+    "authorization", "host", "content-length", "content-type", "cookie", "x-request-id",
+    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
+}) | HOP_BY_HOP
+
+
+def _forward_claims(section: _Section, problems: _Problems) -> tuple:
+    """`{X-User-Email: email}` -> ((header, claim path), ...)."""
+    data = section.get("forward_claims", dict, {})
+    result = []
+    for header, path_text in data.items():
+        line = data.key_lines[header]
+        if not isinstance(header, str) or not _TCHAR.match(header):
+            problems.add(line, f"forward_claims: {header!r} is not a valid header name")
+            continue
+        if header.lower() in RESERVED_HEADERS or header.lower() in {h.lower() for h in IDENTITY_HEADERS}:
+            problems.add(line, f"forward_claims: {header!r} is reserved; choose another header name")
+            continue
+        try:
+            result.append((header, parse_claim_path(path_text)))
+        except ClaimPathError as exc:
+            problems.add(line, f"forward_claims {header!r}: {exc}")
+    return tuple(result)
+
+
+CORS_KEYS = ("allow_origins", "allow_methods", "allow_headers", "expose_headers", "allow_credentials", "max_age")
+
+
+def _cors(data: Any, line: int, problems: _Problems, default: CorsPolicy | None) -> CorsPolicy | None:
+    if data is True:
+        if default is None:
+            problems.add(line, "cors: true needs a top-level 'cors:' policy to use; or give the policy here")
+        return default
+    if data is False or data is None:
+        return None
+    if not isinstance(data, LocatedMap):
+        problems.add(line, "cors must be true, false, or a mapping of " + ", ".join(CORS_KEYS))
+        return None
+    section = _Section(data, "cors", problems, CORS_KEYS)
+    origins = section.strings("allow_origins")
+    if not origins:
+        problems.add(data.line, "cors needs allow_origins (exact origins like https://app.example.com, or '*')")
+    credentials = section.get("allow_credentials", bool, False)
+    if credentials and "*" in origins:
+        problems.add(section.line("allow_credentials"),
+                     "allow_credentials cannot be combined with allow_origins '*'; browsers refuse it")
+    for origin in origins:
+        if origin != "*" and (not _is_http_url(origin) or urlsplit(origin).path):
+            problems.add(section.line("allow_origins"), f"origin {origin!r} must look like https://app.example.com")
+    methods = tuple(m.upper() for m in section.strings("allow_methods", ("GET", "POST", "PUT", "PATCH", "DELETE")))
+    return CorsPolicy(
+        allow_origins=frozenset(origins),
+        allow_methods=methods,
+        allow_headers=section.strings("allow_headers", ("Authorization", "Content-Type")),
+        expose_headers=section.strings("expose_headers"),
+        allow_credentials=credentials,
+        max_age=int(section.number("max_age", 600)),
+    )
 
 
 def _provider(data: Any, line: int, base_dir: Path, problems: _Problems) -> ProviderConfig | None:
@@ -263,6 +326,7 @@ def _provider(data: Any, line: int, base_dir: Path, problems: _Problems) -> Prov
         required_claims=section.strings("required_claims"),
         typ=typ,
         jwks_policy=_jwks_policy(data.get("jwks_cache"), f"{where} jwks_cache", problems),
+        forward_claims=_forward_claims(section, problems),
         line=data.line,
     )
 
@@ -340,10 +404,11 @@ def _access(data: Any, line: int, problems: _Problems, provider_names: set[str],
     return parts[0] if len(parts) == 1 else policy.AllOf(tuple(parts))
 
 
-ROUTE_KEYS = ("path", "methods", "access", "providers")
+ROUTE_KEYS = ("path", "methods", "access", "providers", "cors")
 
 
-def _route(data: Any, line: int, problems: _Problems, provider_names: set[str]) -> Route | None:
+def _route(data: Any, line: int, problems: _Problems, provider_names: set[str],
+           default_cors: CorsPolicy | None) -> Route | None:
     if not isinstance(data, LocatedMap):
         problems.add(line, "each route must be a mapping with path and access")
         return None
@@ -376,9 +441,11 @@ def _route(data: Any, line: int, problems: _Problems, provider_names: set[str]) 
     for name in providers or ():
         if name not in provider_names:
             problems.add(section.line("providers"), f"route names provider {name!r}, which is not configured")
+    cors = _cors(data.get("cors"), section.line("cors"), problems, default_cors)
     if regex is None or access is None:
         return None
-    return Route(pattern, regex, methods, access, frozenset(providers) if providers is not None else None, data.line)
+    return Route(pattern, regex, methods, access, frozenset(providers) if providers is not None else None,
+                 data.line, cors)
 
 
 def _shadowed(routes: list[Route], problems: _Problems) -> None:
@@ -394,7 +461,7 @@ def _shadowed(routes: list[Route], problems: _Problems) -> None:
                 break
 
 
-TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits")
+TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits", "cors")
 
 
 def build_config(data: Any, source: str, base_dir: Path,
@@ -455,12 +522,13 @@ def build_config(data: Any, source: str, base_dir: Path,
         providers.append(provider)
     names = {p.name for p in providers}
 
+    default_cors = _cors(data.get("cors"), top.line("cors"), problems, None) if top.has("cors") else None
     routes: list[Route] = []
     route_items = top.get("routes", list, required=True) or LocatedList()
     if isinstance(route_items, LocatedList) and not route_items:
         problems.add(top.line("routes"), "routes is empty: every request would get 404")
     for index, item in enumerate(route_items):
-        route = _route(item, route_items.item_lines[index], problems, names)
+        route = _route(item, route_items.item_lines[index], problems, names, default_cors)
         if route is not None:
             routes.append(route)
     _shadowed(routes, problems)
@@ -483,6 +551,7 @@ def build_config(data: Any, source: str, base_dir: Path,
         providers=tuple(providers),
         routes=RouteTable(tuple(routes)),
         limits=limits,
+        identity_headers=frozenset(h.lower() for p in providers for h, _ in p.forward_claims),
     )
 
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
+from .cors import CorsPolicy
 from .policy import AccessRule
 
 
@@ -56,6 +57,7 @@ class Route:
     access: AccessRule
     providers: frozenset[str] | None  # None: every configured provider
     line: int
+    cors: CorsPolicy | None = None
 
     def allows(self, method: str) -> bool:
         return self.methods is None or method in self.methods

@@ -169,7 +169,7 @@ class Verifier:
             (ISSUER_HEADER, provider.issuer),
             (SCOPES_HEADER, " ".join(sorted(scopes))),
             (CLAIMS_HEADER, _b64url(raw_payload)),
-        )
+        ) + _forwarded_claims(claims, provider)
         return Identity(
             provider=provider.name,
             issuer=provider.issuer,
@@ -180,6 +180,22 @@ class Verifier:
             upstream_headers=headers,
             key_ref=key_ref,
         )
+
+
+def _forwarded_claims(claims: dict, provider: ProviderConfig) -> tuple[tuple[str, str], ...]:
+    """Configured claim headers: strings as they are, anything else as compact JSON."""
+    headers = []
+    for header, path in provider.forward_claims:
+        value = lookup(claims, path)
+        if value is MISSING or value is None:
+            continue
+        if isinstance(value, str):
+            if _has_control(value):
+                raise errors.unauthorized("invalid_claims", f"claim for {header} contains control characters")
+            headers.append((header, value))
+        else:
+            headers.append((header, json.dumps(value, separators=(",", ":"))))
+    return tuple(headers)
 
 
 def _b64url(raw: bytes) -> str:

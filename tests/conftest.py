@@ -32,3 +32,33 @@ async def provider(rsa_key, ec_key):
     server = await ProviderServer([rsa_key, ec_key]).start()
     yield server
     await server.stop()
+
+
+class EchoUpstream:
+    """A real aiohttp upstream that answers 200 and remembers what reached it."""
+
+    def __init__(self):
+        self.requests = []
+
+    async def handle(self, request):
+        from aiohttp import web
+
+        self.requests.append({"method": request.method, "path_qs": request.raw_path,
+                              "headers": dict(request.headers)})
+        return web.json_response({"ok": True})
+
+    @property
+    def last(self):
+        return self.requests[-1]
+
+
+@pytest.fixture
+async def echo_upstream(aiohttp_server):
+    from aiohttp import web
+
+    echo = EchoUpstream()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo.handle)
+    server = await aiohttp_server(app)
+    echo.url = str(server.make_url("")).rstrip("/")
+    return echo

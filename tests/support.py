@@ -78,7 +78,8 @@ class SigningKey:
         extra = dict(headers or {})
         if self.kid is not None:
             extra.setdefault("kid", self.kid)
-        return jwt.encode(claims, self.pem, algorithm=algorithm or self.algorithm, headers=extra)
+        # the key object, not its PEM: python-jose would re-parse (and re-check) the PEM on every call
+        return jwt.encode(claims, self.private_key, algorithm=algorithm or self.algorithm, headers=extra)
 
 
 def claims(scope: str = "", ttl: int = 3600, issuer: str = ISSUER, audience=AUDIENCE, **extra) -> dict:

@@ -1,0 +1,249 @@
+"""Key lifecycle against a real JWKS server that rotates, fails, delays and counts fetches."""
+import asyncio
+import json
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from gateway.jwks_cache import build_keys, discovery_urls, parse_max_age
+from tests.support import (
+    ISSUER, ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway,
+)
+
+FAST = "jwks_cache: {cooldown: 0.3, retry_min: 0.05, retry_max: 0.2, min_ttl: 0.2}"
+ROUTES = "  - path: /user\n    access: authenticated\n"
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def status_of(client, token, path="/user"):
+    async with client.get(path, headers=bearer(token)) as response:
+        return response.status, (await response.json(content_type=None)).get("code")
+
+
+async def poll(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def gateway_for(server, upstream, extra=FAST, wait_keys=True, issuer=ISSUER, jwks_uri=None):
+    uri = server.jwks_uri if jwks_uri is None else jwks_uri
+    text = config_text(upstream, provider_yaml(uri, extra=extra, issuer=issuer), ROUTES)
+    return running_gateway(text, wait_keys=wait_keys)
+
+
+async def test_rotation_is_picked_up_without_restart(echo_upstream):
+    old, new = SigningKey.rsa("old"), SigningKey.rsa("new")
+    server = await ProviderServer([old]).start()
+    try:
+        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
+                f"http://127.0.0.1:{gw.port}") as client:
+            assert await status_of(client, old.sign(claims())) == (200, None)
+            server.publish(old, new)
+            await asyncio.sleep(0.35)  # let the cooldown from the start-up fetch pass (not a race: a wait)
+            assert await status_of(client, new.sign(claims())) == (200, None)
+            assert server.fetches == 2  # start-up + exactly one refresh for the new kid
+    finally:
+        await server.stop()
+
+
+async def test_random_kid_flood_causes_bounded_fetches(echo_upstream, rsa_key):
+    server = await ProviderServer([rsa_key]).start()
+    server.delay = 0.05  # so the flood overlaps one in-flight refresh
+    try:
+        extra = FAST.replace("cooldown: 0.3", "cooldown: 2")
+        async with await gateway_for(server, echo_upstream.url, extra=extra) as gw, \
+                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+            forger = SigningKey.rsa(None)  # a key nobody published, 400 made-up kids
+            forged = [forger.sign(claims(), headers={"kid": f"kid-{uuid.uuid4()}"}) for _ in range(400)]
+            cache = gw.caches["test"]
+            cache._last_attempt -= 2  # the start-up fetch is older than the cooldown
+            before = server.fetches
+            results = await asyncio.gather(*(status_of(client, t) for t in forged))
+            assert {r for r in results} == {(401, "invalid_signature")}
+            assert server.fetches - before == 1, server.fetches  # one shared refresh for 400 kids
+            # inside the cooldown a second flood is refused without any fetch
+            await asyncio.gather(*(status_of(client, t) for t in reversed(forged)))
+            assert server.fetches - before == 1
+            assert await status_of(client, rsa_key.sign(claims())) == (200, None)
+    finally:
+        await server.stop()
+
+
+async def test_idp_down_after_start_keeps_valid_tokens_working(echo_upstream, rsa_key):
+    server = await ProviderServer([rsa_key]).start()
+    try:
+        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
+                f"http://127.0.0.1:{gw.port}") as client:
+            assert await status_of(client, rsa_key.sign(claims(sub="a"))) == (200, None)
+            server.status = 503
+            await asyncio.sleep(0.35)
+            assert (await status_of(client, SigningKey.rsa("unknown").sign(claims())))[0] == 401
+            failures = gw.caches["test"].stats.failures
+            assert failures >= 1
+            # a token never seen before, signed by the last good key, still verifies
+            assert await status_of(client, rsa_key.sign(claims(sub="b"))) == (200, None)
+            server.body, server.status = b"{not json", 200
+            await asyncio.sleep(0.35)
+            assert (await status_of(client, SigningKey.rsa("unknown2").sign(claims())))[0] == 401
+            assert gw.caches["test"].stats.failures > failures
+            assert await status_of(client, rsa_key.sign(claims(sub="c"))) == (200, None)
+    finally:
+        await server.stop()
+
+
+async def test_idp_down_before_start_gives_503_then_recovers(echo_upstream, rsa_key):
+    server = await ProviderServer([rsa_key]).start()
+    server.status = 500
+    try:
+        async with await gateway_for(server, echo_upstream.url, wait_keys=False) as gw, \
+                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+            token = rsa_key.sign(claims())
+            assert await status_of(client, token) == (503, "jwks_unavailable")
+            server.status = 200
+
+            async def recovered():
+                return (await status_of(client, token))[0] == 200
+
+            assert await poll(recovered)
+    finally:
+        await server.stop()
+
+
+async def test_removing_a_key_revokes_it_after_the_next_refresh(echo_upstream):
+    first, second = SigningKey.rsa("first"), SigningKey.rsa("second")
+    server = await ProviderServer([first, second]).start()
+    try:
+        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
+                f"http://127.0.0.1:{gw.port}") as client:
+            token = first.sign(claims())
+            assert await status_of(client, token) == (200, None)  # now in the token cache
+            server.publish(second)
+            await asyncio.sleep(0.35)
+            await status_of(client, SigningKey.rsa("third").sign(claims()))  # unknown kid: refresh
+            assert await status_of(client, token) == (401, "invalid_signature")
+    finally:
+        await server.stop()
+
+
+async def test_background_refresh_follows_max_age(echo_upstream, rsa_key):
+    server = await ProviderServer([rsa_key]).start()
+    server.cache_control = "public, max-age=0"
+    try:
+        async with await gateway_for(server, echo_upstream.url):
+            async def refreshed_twice():
+                return server.fetches >= 3
+
+            assert await poll(refreshed_twice, timeout=5)  # min_ttl 0.2 s clamps max-age=0
+    finally:
+        await server.stop()
+
+
+async def test_oversized_jwks_is_refused_and_keys_kept(echo_upstream, rsa_key):
+    server = await ProviderServer([rsa_key]).start()
+    try:
+        extra = FAST.replace("}", ", max_bytes: 2048}")
+        async with await gateway_for(server, echo_upstream.url, extra=extra) as gw, aiohttp.ClientSession(
+                f"http://127.0.0.1:{gw.port}") as client:
+            server.body = json.dumps({"keys": [rsa_key.public_jwk], "pad": "x" * 5000}).encode()
+            await asyncio.sleep(0.35)
+            await status_of(client, SigningKey.rsa("unknown").sign(claims()))
+            assert "limit" in gw.caches["test"].stats.last_error
+            assert await status_of(client, rsa_key.sign(claims())) == (200, None)
+    finally:
+        await server.stop()
+
+
+async def test_discovery_finds_jwks_uri_and_checks_issuer(echo_upstream, rsa_key):
+    server = await ProviderServer([rsa_key]).start()
+    try:
+        issuer = f"{server.url}/"
+        text = config_text(echo_upstream.url, f"""  - name: disc
+    issuer: {issuer}
+    audience: https://api.example.test
+    {FAST}""", ROUTES)
+        async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+            assert await status_of(client, rsa_key.sign(claims(issuer=issuer))) == (200, None)
+            assert server.discovery_fetches == 1
+        server.issuer = "https://someone-else.test/"
+        async with running_gateway(text, wait_keys=False) as gw, \
+                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+            async def failed():
+                return gw.caches["disc"].stats.failures >= 1
+
+            assert await poll(failed)
+            assert "names issuer" in gw.caches["disc"].stats.last_error
+            assert (await status_of(client, rsa_key.sign(claims(issuer=issuer))))[0] == 503
+    finally:
+        await server.stop()
+
+
+async def test_unknown_issuer_costs_no_fetch(echo_upstream, rsa_key):
+    server = await ProviderServer([rsa_key]).start()
+    try:
+        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
+                f"http://127.0.0.1:{gw.port}") as client:
+            before = server.fetches
+            await asyncio.sleep(0.35)
+            token = SigningKey.rsa("evil").sign(claims(issuer="https://evil.test/"))
+            assert await status_of(client, token) == (401, "invalid_claims")
+            assert server.fetches == before
+    finally:
+        await server.stop()
+
+
+def test_unusable_keys_are_skipped_not_fatal():
+    good, weak, ec = SigningKey.rsa("good"), SigningKey.rsa("weak", bits=1024), SigningKey.ec("ec")
+    document = {"keys": [
+        {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+        weak.public_jwk,
+        {**good.public_jwk, "kid": "enc", "use": "enc"},
+        {**good.public_jwk, "kid": "private", "d": "AAAA"},
+        {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "ed"},
+        "not an object",
+        {**good.public_jwk, "n": "!!!", "kid": "broken"},
+        good.public_jwk,
+        ec.public_jwk,
+    ]}
+    keys, skipped, _ = build_keys(document, ("RS256", "ES256"))
+    assert set(keys) == {"good", "ec"}
+    assert set(keys["good"]) == {"RS256"} and set(keys["ec"]) == {"ES256"}
+    assert len(skipped) == 7
+    assert any("1024 bits" in reason for reason in skipped)
+
+
+def test_duplicate_kids_are_all_ignored():
+    a, b = SigningKey.rsa("same"), SigningKey.rsa("same")
+    keys, skipped, _ = build_keys({"keys": [a.public_jwk, b.public_jwk]}, ("RS256",))
+    assert keys == {} and skipped
+
+
+def test_cache_control_parsing_and_discovery_urls():
+    assert parse_max_age("public, max-age=600, must-revalidate") == 600
+    assert parse_max_age("no-store, max-age=600") is None
+    assert parse_max_age(None) is None
+    assert discovery_urls("https://id.example.com/realms/main/") == [
+        "https://id.example.com/realms/main/.well-known/openid-configuration",
+        "https://id.example.com/.well-known/oauth-authorization-server/realms/main",
+    ]
+
+
+async def test_static_jwks_file_needs_no_network(tmp_path, echo_upstream, rsa_key):
+    (tmp_path / "keys.json").write_text(json.dumps({"keys": [rsa_key.public_jwk]}))
+    text = config_text(echo_upstream.url, f"""  - name: offline
+    issuer: {ISSUER}
+    audience: https://api.example.test
+    jwks_file: keys.json""", ROUTES)
+    async with running_gateway(text, base_dir=tmp_path) as gw, \
+            aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+        assert gw.caches["offline"].loaded
+        assert await status_of(client, rsa_key.sign(claims())) == (200, None)
+        assert (await status_of(client, SigningKey.rsa("other").sign(claims())))[0] == 401
