@@ -46,7 +46,7 @@ class Forwarder:
             await self.session.close()
 
     async def forward(self, request: web.BaseRequest, path: str, query: str,
-                      headers: CIMultiDict) -> web.StreamResponse:
+                      headers: CIMultiDict, extra_headers: dict[str, str] | None = None) -> web.StreamResponse:
         url = URL(self.base + path + ("?" + query if query else ""), encoded=True)
         data = request.content if request.body_exists else None
         response: web.StreamResponse | None = None
@@ -55,6 +55,8 @@ class Forwarder:
                                             allow_redirects=False) as upstream:
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                               headers=downstream_response_headers(upstream.headers))
+                if extra_headers:
+                    response.headers.update(extra_headers)
                 length = upstream.content_length
                 if length is not None and length <= SMALL_BODY:
                     body = await upstream.read()

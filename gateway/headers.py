@@ -33,14 +33,14 @@ def is_identity_header(name: str, extra: frozenset[str] = frozenset()) -> bool:
 
 def upstream_request_headers(incoming: CIMultiDictProxy, identity: Identity | None,
                              forward_authorization: bool, peer: str | None,
-                             scheme: str) -> CIMultiDict:
+                             scheme: str, strip: frozenset[str] = frozenset()) -> CIMultiDict:
     listed = _connection_listed(incoming) if "Connection" in incoming else frozenset()
     out = CIMultiDict()
     for name, value in incoming.items():
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in listed:
             continue
-        if is_identity_header(lower):
+        if is_identity_header(lower, strip):
             continue
         if lower == "authorization" and not forward_authorization:
             continue
