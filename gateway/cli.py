@@ -15,7 +15,12 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return 2
-    run(config)
+    try:
+        run(config)
+    except OSError as exc:
+        print(f"cannot listen on {config.listen_host}:{config.listen_port}: {exc.strerror}; "
+              "stop whatever uses that port or pass --listen HOST:PORT", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -79,8 +79,8 @@ async def serve_forever(config: GatewayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
     try:
+        await gateway.start()
         await stop.wait()
         log.info("shutting down: no new connections, finishing requests in flight")
     finally:

@@ -18,10 +18,10 @@ stop_all() {
 
 if [[ "${1:-}" == "stop" ]]; then stop_all; exit 0; fi
 
-wait_for() {  # wait_for NAME URL: poll until the URL answers, up to 20 s
+wait_for() {  # wait_for NAME URL: poll until the URL answers, up to 20 s, while NAME still runs
   local deadline=$((SECONDS + 20))
   until curl -s -o /dev/null "$2"; do
-    if (( SECONDS > deadline )); then
+    if (( SECONDS > deadline )) || ! kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; then
       echo "$1 did not start; its log:" >&2; tail -n 20 "$RUN_DIR/$1.log" >&2; stop_all; exit 1
     fi
     sleep 0.1
@@ -29,7 +29,12 @@ wait_for() {  # wait_for NAME URL: poll until the URL answers, up to 20 s
 }
 
 stop_all
-trap 'stop_all; exit 0' INT TERM
+for port in 5000 9000 8080; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    echo "port $port is already in use; stop what runs there (make stop) and try again" >&2; stop_all; exit 1
+  fi
+done
+trap 'stop_all; exit 0' INT TERM EXIT
 
 .venv/bin/gunicorn -c upstream/gunicorn.conf.py upstream.app:app >"$RUN_DIR/upstream.log" 2>&1 &
 echo $! >"$RUN_DIR/upstream.pid"

@@ -99,3 +99,14 @@ def test_gateway_log_never_contains_a_token(stack):
     assert "/user" in log
     signature = sent.rsplit(".", 1)[1]
     assert sent.split(".")[1] not in log and signature not in log and "Bearer" not in log
+
+
+def test_second_gateway_on_a_busy_port_says_so(stack):
+    import subprocess
+
+    port = stack["base"].rsplit(":", 1)[1]
+    result = subprocess.run([PY, "-m", "gateway", "serve", "--config", "config/routes.yaml",
+                             "--listen", f"127.0.0.1:{port}"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr
