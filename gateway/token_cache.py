@@ -1,29 +1,37 @@
 """Token cache: a verified token is not verified again until it expires.
 
-Keyed by the exact token string, bounded by entry count (oldest out first)
+Keyed by the SHA-256 of the exact token string (32 bytes instead of the
+token's ~1 KB), bounded by entry count (oldest out first)
 and by each token's own `exp`; an entry is only served while the key that
 verified it is still published, so dropping a key from the JWKS revokes the
 tokens it signed at the next refresh.
 """
 from __future__ import annotations
 
+import hashlib
+
 from .identity import Identity
 
 
+def _key(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 class TokenCache:
-    def __init__(self, max_entries: int = 100_000):
+    def __init__(self, max_entries: int = 50_000):
         self.max_entries = max_entries
-        self.entries: dict[str, Identity] = {}
+        self.entries: dict[bytes, Identity] = {}
         self.hits = 0
         self.misses = 0
 
     def get(self, token: str, now: float) -> Identity | None:
-        identity = self.entries.get(token)
+        key = _key(token)
+        identity = self.entries.get(key)
         if identity is None:
             self.misses += 1
             return None
         if now > identity.expires_at:
-            del self.entries[token]
+            del self.entries[key]
             self.misses += 1
             return None
         self.hits += 1
@@ -33,16 +41,17 @@ class TokenCache:
         if self.max_entries <= 0:
             return
         entries = self.entries
-        if len(entries) >= self.max_entries and token not in entries:
+        key = _key(token)
+        if len(entries) >= self.max_entries and key not in entries:
             del entries[next(iter(entries))]
-        entries[token] = identity
+        entries[key] = identity
 
     def discard(self, token: str) -> None:
-        self.entries.pop(token, None)
+        self.entries.pop(_key(token), None)
 
     def sweep(self, now: float) -> int:
         """Drop every expired entry; returns how many went."""
-        expired = [token for token, identity in self.entries.items() if now > identity.expires_at]
-        for token in expired:
-            del self.entries[token]
+        expired = [key for key, identity in self.entries.items() if now > identity.expires_at]
+        for key in expired:
+            del self.entries[key]
         return len(expired)
