@@ -6,74 +6,91 @@ Any doubt ends in a JSON 4xx/5xx and the request never reaches the upstream.
 """
 from __future__ import annotations
 
-import logging
+import asyncio
 import time
+from typing import Callable
 
 from aiohttp import web
 
-from . import errors
+from . import access_log, decide, errors
+from .access_log import AccessRecord, request_id, safe_path
 from .authenticator import Authenticator
-from .canonical_path import PathRejected, canonicalize
 from .config import GatewayConfig
-from .extractor import extract_bearer
+from .body_stream import answer_and_close, must_close_after_refusal
+from .forwarded import is_trusted
 from .forwarder import Forwarder
 from .headers import upstream_request_headers
-from .policy import TokenNeed
-from .route_table import MethodNotAllowed, Route
-
-log = logging.getLogger("gateway.access")
+from .route_table import Route
+from .token_sources import find_token
+from .websocket_relay import is_websocket_upgrade
 
 
 class AuthFilter:
-    def __init__(self, config: GatewayConfig, authenticator: Authenticator, forwarder: Forwarder):
+    def __init__(self, config: GatewayConfig, authenticator: Authenticator, forwarder: Forwarder,
+                 observe: Callable[[AccessRecord], None] = access_log.write):
         self.config = config
         self.authenticator = authenticator
         self.forwarder = forwarder
+        self.observe = observe  # the access log line and the metrics, once per request
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
+        record = AccessRecord(request_id(request.headers.get("X-Request-Id")), request.method,
+                              safe_path(request.raw_path))
         route = None
         cors_headers = None
+        examining = False
         try:
-            path, query = self._target(request.raw_path)
+            path, query = decide.target(request.raw_path)
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
                     and "Origin" in request.headers:
                 preflight = self._preflight(request, path)
                 if preflight is not None:
+                    record.decision, record.reason, record.status = "allow", "cors_preflight", preflight.status
                     return preflight
-            route = self._route(request.method, path)
+            route = decide.route_for(self.config.routes, request.method, path)
+            record.route = route.pattern
             if route.cors is not None:
                 cors_headers = route.cors.response_headers(request.headers.get("Origin"))
-            identity = None
-            if route.access.token is not TokenNeed.NONE:
-                token = extract_bearer(request.headers, self.config.limits.max_token_bytes)
-                if token is None:
-                    if route.access.token is TokenNeed.REQUIRED:
-                        raise errors.missing_token()
-                else:
-                    identity = await self.authenticator.authenticate(token, route.providers)
-                    denial = route.access.check(identity)
-                    if denial is not None:
-                        raise errors.insufficient_scope(denial.description, denial.scopes)
+            examining = True
+            identity = await decide.identify(
+                route, lambda: find_token(request, route.token_from, self.config.limits.max_token_bytes),
+                self.authenticator)
+            examining = False
+            if identity is not None:
+                record.subject, record.verification = identity.subject, "valid"
+            decide.enforce(route, identity)
             headers = upstream_request_headers(
                 request.headers, identity, self.config.forward_authorization,
-                request.remote, request.scheme, self.config.identity_headers)
-            response = await self.forwarder.forward(request, path, query, headers, cors_headers)
+                request.remote, request.scheme, self.config.identity_headers,
+                trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
+                host=self.config.upstream.host, websocket=is_websocket_upgrade(request))
+            headers["X-Request-Id"] = record.request_id  # passed through, or generated here
+            record.decision = "allow"
+            forwarding = time.monotonic()
+            try:
+                response = await self.forwarder.forward(request, path, query, headers, cors_headers,
+                                                        identity.expires_at if identity else None)
+            finally:
+                record.upstream_ms = (time.monotonic() - forwarding) * 1000
+            record.status, record.reason = response.status, "forwarded"
         except errors.Rejection as rejection:
             response = rejection.response(self.config.realm)
             if cors_headers:
                 response.headers.update(cors_headers)
-            _log(request, route, response.status, rejection.code, started)
+            if must_close_after_refusal(request, rejection.status):
+                await answer_and_close(request, response)
+            record.status, record.reason = response.status, rejection.code
+            if examining and rejection.code != "authorization_header_missing":
+                record.verification = rejection.code
             return response
-        _log(request, route, response.status, "allowed", started)
+        except asyncio.CancelledError:
+            record.status, record.reason = 499, "client_closed"
+            raise
+        finally:
+            record.latency_ms = (time.monotonic() - started) * 1000
+            self.observe(record)
         return response
-
-    def _target(self, raw: str) -> tuple[str, str]:
-        path, _, query = raw.partition("?")
-        try:
-            return canonicalize(path), query
-        except PathRejected as exc:
-            raise errors.bad_request("invalid_path", str(exc)) from None
 
     def _preflight(self, request: web.BaseRequest, path: str) -> web.StreamResponse | None:
         """A CORS preflight for a route with CORS enabled is answered here, without auth."""
@@ -83,17 +100,3 @@ class AuthFilter:
             return None
         return route.cors.preflight(request.headers["Origin"], method,
                                     request.headers.get("Access-Control-Request-Headers"))
-
-    def _route(self, method: str, path: str) -> Route:
-        match = self.config.routes.match(method, path)
-        if isinstance(match, Route):
-            return match
-        if isinstance(match, MethodNotAllowed):
-            raise errors.method_not_allowed(match.allow)
-        raise errors.not_found()
-
-
-def _log(request: web.BaseRequest, route: Route | None, status: int, decision: str, started: float) -> None:
-    if log.isEnabledFor(logging.INFO):
-        log.info("%s %s route=%s status=%d decision=%s ms=%.2f", request.method, request.path,
-                 route.pattern if route else "-", status, decision, (time.monotonic() - started) * 1000)

@@ -2,9 +2,13 @@
 
 Werkzeug decodes percent-escapes once and merges `//`; yarl resolves `..`.
 A gateway that matches one spelling and forwards another is bypassed, so
-this module decodes only what is unambiguous (escaped unreserved characters),
-refuses everything that two parsers could read differently, and returns the
-single spelling that both the route table and the upstream will see.
+this module decodes what decoding cannot change the meaning of (escaped
+unreserved characters and sub-delimiters: `%61`, `%3A`), refuses everything
+that two parsers could read differently, and returns the single spelling
+that both the route table and the upstream will see.  Two targets Werkzeug
+reads as the same path get the same canonical spelling; route patterns are
+spelt the same way (`canonical_segment`), so `/café` in routes.yaml is the
+`/caf%C3%A9` a client must send.
 """
 from __future__ import annotations
 
@@ -20,6 +24,29 @@ _SUB_DELIMS_AND_PCHAR = frozenset("!$&'()*+,=:@")
 
 class PathRejected(ValueError):
     """The path is ambiguous or malformed; the message says what and how to fix it."""
+
+
+def split_target(target: str, allow_params: bool = False) -> tuple[str, str]:
+    """An origin-form request target -> (canonical path, query forwarded byte for byte).
+
+    A `#` anywhere is refused: clients never send fragments, and the upstream
+    URL builder would silently cut the query at it.  Absolute-form
+    (`http://host/...`) and authority-form targets are refused outright:
+    this is a reverse proxy, and aiohttp would otherwise route on the
+    client-chosen host.
+    """
+    if "#" in target:
+        raise PathRejected("'#' is not allowed in a request target")
+    if not target.startswith("/"):
+        raise PathRejected("the request target must be a path starting with '/' "
+                           "(absolute-form 'http://host/...' and authority-form targets are refused)")
+    path, _, query = target.partition("?")
+    return canonicalize(path, allow_params), query
+
+
+def canonical_segment(text: str, allow_params: bool = False) -> str:
+    """One path segment in canonical spelling; route patterns are compiled from it."""
+    return _segment(text, allow_params)
 
 
 def canonicalize(raw: str, allow_params: bool = False) -> str:
@@ -57,14 +84,16 @@ def _segment(segment: str, allow_params: bool) -> str:
                 raise PathRejected("a '%' in the path must start an escape like %2F")
             byte = int(pair, 16)
             decoded = chr(byte)
-            if decoded in UNRESERVED:
-                out.append(decoded)
+            if decoded in UNRESERVED or decoded in _SUB_DELIMS_AND_PCHAR:
+                out.append(decoded)  # Werkzeug reads %3A as ':', so ':' is the one spelling
             elif byte in (0x2F, 0x5C):
                 raise PathRejected("encoded '/' or '\\' (%2F, %5C) in the path is refused as ambiguous")
             elif byte < 0x20 or byte == 0x7F:
                 raise PathRejected("encoded control characters (like %00) are refused in the path")
-            elif decoded == ";" and not allow_params:
-                raise PathRejected("';' path parameters are refused (enable allow_path_params to pass them)")
+            elif decoded == ";":
+                if not allow_params:
+                    raise PathRejected("';' path parameters are refused (enable allow_path_params to pass them)")
+                out.append(";")
             else:
                 out.append("%" + pair.upper())
             i += 3

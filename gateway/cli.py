@@ -1,34 +1,36 @@
-"""`python -m gateway serve | check | token | devissuer`: the command-line contract."""
+"""`python -m gateway serve | check | explain | test | token | devissuer`: the command-line contract."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import os
 import sys
+from typing import Callable
 
+from . import access_log
+from .config import GatewayConfig
 from .config_loader import ConfigError, load_config
+from .lint import load_checked
+
+log = logging.getLogger("gateway")
+WORKER_DIR_ENV = "GATEWAY_WORKER_DIR"  # set by the --workers supervisor for its children only
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .server import run
+def _loader(args: argparse.Namespace) -> Callable[[], tuple[GatewayConfig, list[str]]]:
+    """Load and lint with the command line's overrides: the same call at start and on every reload."""
+    overrides = {
+        "listen": getattr(args, "listen", None) or os.environ.get("GATEWAY_LISTEN") or None,
+        "upstream": getattr(args, "upstream", None) or os.environ.get("GATEWAY_UPSTREAM") or None,
+        "admin": getattr(args, "admin", None) or os.environ.get("GATEWAY_ADMIN") or None,
+    }
+    return lambda: load_checked(lambda: load_config(args.config, **overrides))
 
-    config = _load(args)
-    if config is None:
-        return 2
+
+def _load(load: Callable[[], tuple[GatewayConfig, list[str]]]):
     try:
-        run(config)
-    except OSError as exc:
-        print(f"cannot listen on {config.listen_host}:{config.listen_port}: {exc.strerror}; "
-              "stop whatever uses that port or pass --listen HOST:PORT", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _load(args: argparse.Namespace):
-    listen = args.listen or os.environ.get("GATEWAY_LISTEN") or None
-    upstream = args.upstream or os.environ.get("GATEWAY_UPSTREAM") or None
-    try:
-        return load_config(args.config, listen=listen, upstream=upstream)
+        return load()
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -37,15 +39,95 @@ def _load(args: argparse.Namespace):
         return None
 
 
-def _check(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
+def _serve(args: argparse.Namespace) -> int:
+    load = _loader(args)
+    loaded = _load(load)
+    if loaded is None:
         return 2
-    print(f"{args.config}: OK, {len(config.providers)} provider(s), {len(config.routes.routes)} route(s)")
-    for route in config.routes.routes:
-        methods = ",".join(sorted(route.methods)) if route.methods else "*"
-        print(f"  line {route.line:>4}  {methods:<12} {route.pattern:<24} {route.access.describe()}")
+    config, warnings = loaded
+    for warning in warnings:
+        log.warning("%s", warning)
+    worker_dir = os.environ.get(WORKER_DIR_ENV)
+    if args.workers > 1 and worker_dir is None:
+        from .workers import supervise
+
+        return supervise(config, args.workers, _worker_command(args), args.config)
+    from .operations import ServeOptions
+    from .server import run
+
+    in_worker = worker_dir is not None
+    try:
+        run(config, ServeOptions(load=load, path=args.config, admin=not in_worker, watch=not in_worker,
+                                 worker_dir=worker_dir, reuse_port=in_worker))
+    except OSError as exc:  # the listen or admin port is taken: one line, not a traceback
+        print(f"cannot listen: {exc}; stop whatever uses that port, or pass --listen HOST:PORT "
+              "(--admin HOST:PORT for the admin listener)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _worker_command(args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, "-m", "gateway", "serve", "--config", args.config, "--log-format", args.log_format]
+    for flag in ("listen", "upstream", "admin"):
+        if getattr(args, flag):
+            command += [f"--{flag}", getattr(args, flag)]
+    return command
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import provider_report, rules_table
+
+    loaded = _load(_loader(args))
+    if loaded is None:
+        return 2
+    config, warnings = loaded
+    notes, unreachable = ([], []) if args.offline else asyncio.run(provider_report(config))
+    warnings = warnings + unreachable
+    summary = f", {len(warnings)} warning(s)" if warnings else ""
+    print(f"{args.config}: OK, {len(config.providers)} provider(s), {len(config.routes.routes)} route(s){summary}")
+    for line in warnings + notes:
+        print(f"  {line}")
+    print()
+    for line in rules_table(config):
+        print(f"  {line}")
+    return 1 if args.strict and warnings else 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    claims = None
+    if args.claims is not None:
+        try:
+            claims = json.loads(args.claims)
+        except ValueError as exc:
+            claims = exc
+        if not isinstance(claims, dict):
+            print(f"--claims must be a JSON object such as '{{\"sub\": \"alice\", \"scope\": \"read:user\"}}' "
+                  f"({claims})", file=sys.stderr)
+            return 2
+    loaded = _load(_loader(args))
+    if loaded is None:
+        return 2
+    _, lines = asyncio.run(explain(loaded[0], args.method, args.path, token=args.token, claims=claims))
+    print("\n".join(lines))
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from .rule_tests import load_cases, report, run_cases
+
+    loaded = _load(_loader(args))
+    if loaded is None:
+        return 2
+    try:
+        cases = load_cases(args.tests)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    results = asyncio.run(run_cases(loaded[0], cases))
+    print("\n".join(report(loaded[0], args.tests, results, args.verbose)))
+    return 0 if all(r.passed for r in results) else 1
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -72,6 +154,13 @@ def _devissuer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     from .devissuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_DIR
 
@@ -79,13 +168,36 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gateway")
-    check = commands.add_parser("check", help="validate a routes.yaml and print the effective rules")
+    check = commands.add_parser("check", help="validate and lint a routes.yaml, print the effective rules")
     for sub in (serve, check):
         sub.add_argument("--config", required=True, help="path to routes.yaml")
         sub.add_argument("--listen", help="HOST:PORT to listen on (env GATEWAY_LISTEN)")
         sub.add_argument("--upstream", help="upstream URL (env GATEWAY_UPSTREAM)")
+        sub.add_argument("--admin", help="HOST:PORT of the admin listener (env GATEWAY_ADMIN; default 127.0.0.1:9901)")
+    serve.add_argument("--workers", type=_positive, default=int(os.environ.get("GATEWAY_WORKERS", "1")),
+                       help="processes sharing the port through SO_REUSEPORT (env GATEWAY_WORKERS; default 1)")
+    serve.add_argument("--log-format", choices=("auto", "json", "text"),
+                       default=os.environ.get("GATEWAY_LOG_FORMAT", "auto"),
+                       help="auto: text on a terminal, JSON otherwise (env GATEWAY_LOG_FORMAT)")
     serve.set_defaults(run=_serve)
+    check.add_argument("--offline", action="store_true", help="do not fetch the providers' keys")
+    check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     check.set_defaults(run=_check)
+
+    explain = commands.add_parser("explain", help="which route and rule decide a request, and the answer")
+    explain.add_argument("--config", required=True, help="path to routes.yaml")
+    explain.add_argument("method", help="HTTP method, e.g. GET")
+    explain.add_argument("path", help="request path, with its query if any, e.g. /admin")
+    given = explain.add_mutually_exclusive_group()
+    given.add_argument("--token", help="a JWT, verified for real (the providers' keys are fetched)")
+    given.add_argument("--claims", help="a token payload as JSON, taken as already verified")
+    explain.set_defaults(run=_explain)
+
+    test = commands.add_parser("test", help="run a YAML table of expected decisions against the rules")
+    test.add_argument("--config", required=True, help="path to routes.yaml")
+    test.add_argument("tests", help="the cases, e.g. config/routes.test.yaml")
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    test.set_defaults(run=_test)
 
     token = commands.add_parser("token", help="print a token signed by the development issuer's key")
     token.add_argument("--scope", default="", help='space-separated scopes, e.g. "read:user read:admin"')
@@ -104,7 +216,5 @@ def main(argv: list[str] | None = None) -> int:
     issuer.set_defaults(run=_devissuer)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    access_log.configure(getattr(args, "log_format", "text"), os.environ.get("GATEWAY_LOG_LEVEL", "INFO"))
     return args.run(args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -19,15 +20,21 @@ from .claim_path import ClaimPathError, parse_claim_path
 from .config import (
     DEFAULT_SCOPE_CLAIMS,
     SUPPORTED_ALGORITHMS,
+    AdminConfig,
+    ClientConfig,
     GatewayConfig,
     JwksPolicy,
     Limits,
     ProviderConfig,
+    ReloadConfig,
     UpstreamConfig,
 )
 from .cors import CorsPolicy
+from .forwarded import parse_network
 from .headers import HOP_BY_HOP
+from .jwks_cache import FetchError, build_keys
 from .route_table import PatternError, Route, RouteTable, compile_pattern
+from .token_sources import HEADER_ONLY, parse_token_source
 from .verifier import IDENTITY_HEADERS
 from .yaml_source import LocatedList, LocatedMap, YamlProblem, environment, load_located
 
@@ -89,6 +96,9 @@ class _Section:
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, float) and not math.isfinite(value):
+            self.problems.add(self.line(key), f"{key!r} in {self.where} must be a finite number")
+            return default
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(value, bool) and bool not in kinds:
@@ -103,10 +113,11 @@ class _Section:
             return default
         return value
 
-    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+    def number(self, key: str, default: float, minimum: float = 0.0, maximum: float = math.inf) -> float:
         value = self.get(key, float, default)
-        if value < minimum:
-            self.problems.add(self.line(key), f"{key!r} in {self.where} must be at least {minimum}")
+        if not minimum <= value <= maximum:
+            bound = f"between {minimum:g} and {maximum:g}" if maximum < math.inf else f"at least {minimum:g}"
+            self.problems.add(self.line(key), f"{key!r} in {self.where} must be {bound}")
             return default
         return value
 
@@ -165,20 +176,28 @@ def _check_upstream_url(value: str) -> str | None:
     return None
 
 
-def _jwks_policy(data: Any, where: str, problems: _Problems) -> JwksPolicy:
+JWKS_BOUNDS = {  # (minimum, maximum): no setting may turn the fetcher into a hot loop or disable its timeout
+    "min_ttl": (0.1, 86400 * 7), "max_ttl": (0.1, 86400 * 30), "default_ttl": (0.1, 86400 * 7),
+    "cooldown": (0.1, 3600), "timeout": (0.1, 60), "retry_min": (0.05, 3600), "retry_max": (0.05, 86400),
+}
+
+
+def _jwks_policy(data: Any, where: str, problems: _Problems, line: int) -> JwksPolicy:
     if data is None:
         return JwksPolicy()
     if not isinstance(data, LocatedMap):
-        problems.add(getattr(data, "line", 1), f"{where} must be a mapping")
+        problems.add(line, f"{where} must be a mapping")
         return JwksPolicy()
     section = _Section(data, where, problems, tuple(f.name for f in fields(JwksPolicy)))
     defaults = JwksPolicy()
     values = {
-        f.name: section.number(f.name, getattr(defaults, f.name))
+        f.name: section.number(f.name, getattr(defaults, f.name), *JWKS_BOUNDS[f.name])
         for f in fields(JwksPolicy)
         if f.name != "max_bytes"
     }
-    values["max_bytes"] = int(section.number("max_bytes", defaults.max_bytes, minimum=1024))
+    values["max_bytes"] = int(section.number("max_bytes", defaults.max_bytes, 1024, 16 * 1024 * 1024))
+    if values["retry_min"] > values["retry_max"]:
+        problems.add(section.line("retry_min"), f"{where}: retry_min must not exceed retry_max")
     if values["min_ttl"] > values["max_ttl"]:
         problems.add(section.line("min_ttl"), f"{where}: min_ttl must not exceed max_ttl")
     return JwksPolicy(**values)
@@ -210,7 +229,7 @@ def _static_jwks(section: _Section, base_dir: Path, problems: _Problems):
 
 PROVIDER_KEYS = (
     "name", "issuer", "audience", "jwks_uri", "jwks", "jwks_file", "algorithms", "leeway",
-    "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache", "forward_claims",
+    "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache", "forward_claims", "scopes",
 )
 _TCHAR = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 RESERVED_HEADERS = frozenset({
@@ -227,6 +246,10 @@ def _forward_claims(section: _Section, problems: _Problems) -> tuple:
         line = data.key_lines[header]
         if not isinstance(header, str) or not _TCHAR.match(header):
             problems.add(line, f"forward_claims: {header!r} is not a valid header name")
+            continue
+        if "_" in header:
+            problems.add(line, f"forward_claims: {header!r} contains '_'; WSGI servers drop or merge such headers "
+                               "with their '-' spelling, so use '-'")
             continue
         if header.lower() in RESERVED_HEADERS or header.lower() in {h.lower() for h in IDENTITY_HEADERS}:
             problems.add(line, f"forward_claims: {header!r} is reserved; choose another header name")
@@ -282,6 +305,8 @@ def _provider(data: Any, line: int, base_dir: Path, problems: _Problems) -> Prov
     section = _Section(data, where, problems, PROVIDER_KEYS)
     section.get("name", str, required=True)
     issuer = section.get("issuer", str, required=True) or ""
+    if section.has("issuer") and not issuer:
+        problems.add(section.line("issuer"), f"{where}: issuer must not be empty; it must equal the tokens' iss")
     audiences = section.strings("audience", allow_single=True)
     if not audiences:
         problems.add(section.line("audience"),
@@ -297,6 +322,16 @@ def _provider(data: Any, line: int, base_dir: Path, problems: _Problems) -> Prov
                      f"issuer {issuer!r} is not an http(s) URL, so its keys cannot be discovered; "
                      "set jwks_uri, jwks or jwks_file")
     algorithms = section.strings("algorithms", default=("RS256",))
+    if section.has("algorithms") and not algorithms:
+        problems.add(section.line("algorithms"), f"{where}: algorithms must list at least one, e.g. [RS256]")
+    if static is not None:
+        try:
+            usable, skipped, _ = build_keys(static, algorithms or ("RS256",))
+        except FetchError as exc:
+            usable, skipped = {}, [str(exc)]
+        if not usable:
+            problems.add(section.line("jwks" if section.has("jwks") else "jwks_file"),
+                         f"{where}: no usable signing key in the static JWKS ({'; '.join(skipped) or 'it is empty'})")
     for algorithm in algorithms:
         if algorithm not in SUPPORTED_ALGORITHMS:
             if algorithm.lower() == "none" or algorithm.startswith("HS"):
@@ -311,8 +346,16 @@ def _provider(data: Any, line: int, base_dir: Path, problems: _Problems) -> Prov
             scope_claims.append(parse_claim_path(text))
         except ClaimPathError as exc:
             problems.add(section.line("scope_claims"), str(exc))
-    max_lifetime = section.get("max_lifetime", float)
+    max_lifetime = section.number("max_lifetime", None, 1.0) if section.has("max_lifetime") else None
     typ = section.get("typ", str)
+    if typ == "":
+        problems.add(section.line("typ"), f"{where}: typ must not be empty; leave it out to accept any typ")
+    required = []
+    for text in section.strings("required_claims"):
+        try:
+            required.append(parse_claim_path(text))
+        except ClaimPathError as exc:
+            problems.add(section.line("required_claims"), str(exc))
     return ProviderConfig(
         name=name,
         issuer=issuer,
@@ -320,14 +363,15 @@ def _provider(data: Any, line: int, base_dir: Path, problems: _Problems) -> Prov
         algorithms=algorithms,
         jwks_uri=jwks_uri,
         static_jwks=static,
-        leeway=section.number("leeway", 30.0),
+        leeway=section.number("leeway", 30.0, 0.0, 300.0),
         scope_claims=tuple(scope_claims) or DEFAULT_SCOPE_CLAIMS,
         max_lifetime=max_lifetime,
-        required_claims=section.strings("required_claims"),
+        required_claims=tuple(required),
         typ=typ,
-        jwks_policy=_jwks_policy(data.get("jwks_cache"), f"{where} jwks_cache", problems),
+        jwks_policy=_jwks_policy(data.get("jwks_cache"), f"{where} jwks_cache", problems, section.line("jwks_cache")),
         forward_claims=_forward_claims(section, problems),
         line=data.line,
+        scopes=frozenset(section.strings("scopes")) if section.has("scopes") else None,
     )
 
 
@@ -384,6 +428,15 @@ def _access(data: Any, line: int, problems: _Problems, provider_names: set[str],
         if None not in rules:
             parts.append(policy.AnyOf(rules) if key == "any_of" else policy.AllOf(rules))
     conditions = []
+    for key in ("scopes", "any_scopes", "claims"):
+        if section.has(key) and isinstance(data[key], (list, dict)) and not data[key]:
+            problems.add(section.line(key), f"{key} is empty, which would allow any valid token; "
+                                            "list what is required, or write access: authenticated")
+    for key in ("scopes", "any_scopes"):
+        for scope in section.strings(key):
+            if any(c.isspace() for c in scope):
+                problems.add(section.line(key), f"scope {scope!r} contains whitespace and can never be granted; "
+                                                "list scopes as separate items")
     claims = section.get("claims", dict, {})
     for path_text, spec in claims.items():
         condition = _claim_condition(path_text, spec, claims.key_lines[path_text], problems)
@@ -404,7 +457,7 @@ def _access(data: Any, line: int, problems: _Problems, provider_names: set[str],
     return parts[0] if len(parts) == 1 else policy.AllOf(tuple(parts))
 
 
-ROUTE_KEYS = ("path", "methods", "access", "providers", "cors")
+ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from")
 
 
 def _route(data: Any, line: int, problems: _Problems, provider_names: set[str],
@@ -442,10 +495,35 @@ def _route(data: Any, line: int, problems: _Problems, provider_names: set[str],
         if name not in provider_names:
             problems.add(section.line("providers"), f"route names provider {name!r}, which is not configured")
     cors = _cors(data.get("cors"), section.line("cors"), problems, default_cors)
+    token_from = _token_from(section, problems, access)
     if regex is None or access is None:
         return None
     return Route(pattern, regex, methods, access, frozenset(providers) if providers is not None else None,
-                 data.line, cors)
+                 data.line, cors, token_from)
+
+
+def _token_from(section: _Section, problems: _Problems, access) -> tuple:
+    """`token_from: [header, query:access_token, cookie:session]`; default: the header only."""
+    if not section.has("token_from"):
+        return HEADER_ONLY
+    value = section.data["token_from"]
+    texts = section.strings("token_from")
+    sources = []
+    for index, text in enumerate(texts):
+        line = value.item_lines[index] if isinstance(value, LocatedList) else section.line("token_from")
+        try:
+            source = parse_token_source(text)
+        except ValueError as exc:
+            problems.add(line, str(exc))
+            continue
+        if source in sources:
+            problems.add(line, f"token_from lists {text!r} twice")
+        sources.append(source)
+    if isinstance(value, LocatedList) and not value:
+        problems.add(section.line("token_from"), "token_from needs at least one place (header, query:NAME, cookie:NAME)")
+    if access is not None and access.token is policy.TokenNeed.NONE:
+        problems.add(section.line("token_from"), "token_from has no effect on a public route; remove it")
+    return tuple(dict.fromkeys(sources)) or HEADER_ONLY
 
 
 def _shadowed(routes: list[Route], problems: _Problems) -> None:
@@ -461,11 +539,80 @@ def _shadowed(routes: list[Route], problems: _Problems) -> None:
                 break
 
 
-TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits", "cors")
+TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits", "cors",
+            "admin", "reload", "clients")
+
+
+def _operations(top: _Section, problems: _Problems, public: tuple[str, int],
+                admin: str | None) -> tuple[AdminConfig, ReloadConfig]:
+    """`admin:` (its own listener, never the public port) and `reload:` (how edits are noticed)."""
+    admin_cfg, reload_cfg = AdminConfig(required=False), ReloadConfig()
+    admin_data = top.get("admin", dict)
+    line = top.line("admin")
+    if admin_data is not None:
+        section = _Section(admin_data, "admin", problems, ("listen",))
+        admin = admin or section.get("listen", str)
+        line = section.line("listen")
+    if admin:
+        try:
+            admin_cfg = AdminConfig(*parse_listen(admin))
+        except ValueError as exc:
+            problems.add(line, f"admin: {exc}")
+    wildcard = ("0.0.0.0", "::", "")
+    if admin_cfg.port == public[1] != 0 and (admin_cfg.host == public[0] or {admin_cfg.host, public[0]} & set(wildcard)):
+        problems.add(line, f"the admin listener {admin_cfg.host}:{admin_cfg.port} shares the public port; "
+                           "health, readiness and metrics must never be reachable there (default 127.0.0.1:9901)")
+    reload_data = top.get("reload", dict)
+    if reload_data is not None:
+        section = _Section(reload_data, "reload", problems, ("watch", "interval"))
+        interval = section.number("interval", reload_cfg.interval, minimum=0.05)
+        reload_cfg = ReloadConfig(watch=section.get("watch", bool, True), interval=interval)
+    return admin_cfg, reload_cfg
+
+
+def _host_setting(up: _Section, problems: _Problems) -> str:
+    """`host: pass | upstream | NAME[:PORT]`: which Host header the upstream sees."""
+    value = up.get("host", str, "pass")
+    if value in ("pass", "upstream"):
+        return value
+    try:
+        parts = urlsplit(f"//{value}")
+        valid = bool(parts.hostname) and parts.netloc == value and "@" not in value \
+            and not any(c.isspace() for c in value) and (parts.port or 0) >= 0
+    except ValueError:
+        valid = False
+    if not valid:
+        problems.add(up.line("host"), f"upstream host {value!r} must be 'pass', 'upstream' or a host like api.internal:8080")
+        return "pass"
+    return value
+
+
+def _clients(top: _Section, problems: _Problems) -> ClientConfig:
+    """`clients:` how the public listener treats clients: trusted proxies and timeouts."""
+    data = top.get("clients", dict)
+    if data is None:
+        return ClientConfig()
+    section = _Section(data, "clients", problems, tuple(f.name for f in fields(ClientConfig)))
+    defaults = ClientConfig()
+    networks = []
+    items = section.get("trusted_proxies", list, LocatedList())
+    for index, item in enumerate(items):
+        try:
+            networks.append(parse_network(str(item)))
+        except ValueError as exc:
+            problems.add(items.item_lines[index],
+                         f"trusted_proxies item {item!r} is not an address or network like 10.0.0.0/8: {exc}")
+    return ClientConfig(
+        trusted_proxies=tuple(networks),
+        idle_timeout=section.number("idle_timeout", defaults.idle_timeout, minimum=0.1),
+        body_timeout=section.number("body_timeout", defaults.body_timeout, minimum=0.1),
+        drain_timeout=section.number("drain_timeout", defaults.drain_timeout),
+    )
 
 
 def build_config(data: Any, source: str, base_dir: Path,
-                 listen: str | None = None, upstream: str | None = None) -> GatewayConfig:
+                 listen: str | None = None, upstream: str | None = None,
+                 admin: str | None = None) -> GatewayConfig:
     problems = _Problems(source)
     if not isinstance(data, LocatedMap):
         problems.add(getattr(data, "line", 1), "the file must be a mapping with providers and routes")
@@ -491,6 +638,7 @@ def build_config(data: Any, source: str, base_dir: Path,
             read_timeout=up.number("read_timeout", defaults.read_timeout),
             pool_size=int(up.number("pool_size", defaults.pool_size, minimum=1)),
             keepalive=up.number("keepalive", defaults.keepalive),
+            host=_host_setting(up, problems),
         )
     elif isinstance(upstream_data, str):
         upstream_cfg = UpstreamConfig(url=upstream_data)
@@ -538,7 +686,11 @@ def build_config(data: Any, source: str, base_dir: Path,
                 problems.add(route.line, f"route {route.pattern!r} needs tokens but no provider is configured; "
                                          "add one under 'providers:'")
                 break
+    admin_cfg, reload_cfg = _operations(top, problems, (host, port), admin)
+    clients_cfg = _clients(top, problems)
 
+    realm = top.get("realm", str, "api")
+    forward_authorization = top.get("forward_authorization", bool, False)
     if problems.items:
         raise ConfigError(problems.items)
     return GatewayConfig(
@@ -546,17 +698,20 @@ def build_config(data: Any, source: str, base_dir: Path,
         listen_host=host,
         listen_port=port,
         upstream=upstream_cfg,
-        realm=top.get("realm", str, "api"),
-        forward_authorization=top.get("forward_authorization", bool, False),
+        realm=realm,
+        forward_authorization=forward_authorization,
         providers=tuple(providers),
         routes=RouteTable(tuple(routes)),
         limits=limits,
         identity_headers=frozenset(h.lower() for p in providers for h, _ in p.forward_claims),
+        admin=admin_cfg,
+        reload=reload_cfg,
+        clients=clients_cfg,
     )
 
 
 def load_config(path: str | Path, listen: str | None = None, upstream: str | None = None,
-                dotenv: Path | None = Path(".env")) -> GatewayConfig:
+                dotenv: Path | None = Path(".env"), admin: str | None = None) -> GatewayConfig:
     """Read, expand, validate and type a routes.yaml; raises ConfigError listing every problem."""
     path = Path(path)
     source = str(path)
@@ -570,5 +725,5 @@ def load_config(path: str | Path, listen: str | None = None, upstream: str | Non
         data = load_located(text, environment(dotenv))
     except YamlProblem as exc:
         raise ConfigError([f"{source}:{exc.line}: {exc.message}"]) from None
-    return build_config(data, source, path.parent, listen=listen, upstream=upstream)
+    return build_config(data, source, path.parent, listen=listen, upstream=upstream, admin=admin)
 

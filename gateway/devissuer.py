@@ -33,8 +33,9 @@ DEFAULT_CLIENTS = {
 def _write_once(path: Path, data: bytes) -> None:
     """Create `path` atomically unless it exists (two processes may start at once)."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    temp.write_bytes(data)
-    os.chmod(temp, 0o600)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
     try:
         os.link(temp, path)
     except FileExistsError:
@@ -121,9 +122,10 @@ def issuer_app(keys: DevKeys, issuer: str = DEFAULT_ISSUER, audience: str = DEFA
         if form.get("grant_type") != "client_credentials":
             return web.json_response({"error": "unsupported_grant_type",
                                       "error_description": "only client_credentials is supported"}, status=400)
-        client = keys.clients.get(form.get("client_id"))
-        secret = form.get("client_secret")
-        if client is None or not isinstance(secret, str) or not secrets.compare_digest(secret, client["secret"]):
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        client = keys.clients.get(client_id) if isinstance(client_id, str) else None
+        if client is None or not isinstance(secret, str) \
+                or not secrets.compare_digest(secret.encode(), client["secret"].encode()):
             return web.json_response({"error": "access_denied", "error_description": "Unauthorized"}, status=401)
         if form.get("audience") != audience:
             return web.json_response({"error": "access_denied",

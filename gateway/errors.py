@@ -86,3 +86,29 @@ def upstream_unavailable() -> Rejection:
 
 def upstream_timeout() -> Rejection:
     return Rejection(504, "upstream_timeout", "the upstream app did not answer in time")
+
+
+def ambiguous_token(places: str) -> Rejection:
+    return Rejection(400, "invalid_request",
+                     f"a token was sent in {places}; send exactly one token in one place (RFC 6750 §2)")
+
+
+def payload_too_large(limit: int) -> Rejection:
+    return Rejection(413, "payload_too_large", f"the request body is larger than the limit of {limit} bytes")
+
+
+def request_timeout(seconds: float) -> Rejection:
+    return Rejection(408, "request_timeout", f"the client sent no request body bytes for {seconds:g} seconds")
+
+
+def expectation_failed(expect: str) -> Rejection:
+    return Rejection(417, "expectation_failed",
+                     f"Expect: {expect[:40]!r} is not supported; only '100-continue' (HTTP/1.1) is")
+
+
+def request_line_too_long(limit: int) -> Rejection:
+    return Rejection(414, "uri_too_long", f"the request line is longer than {limit} bytes")
+
+
+def headers_too_large(detail: str) -> Rejection:
+    return Rejection(431, "request_header_fields_too_large", detail)

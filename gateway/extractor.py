@@ -30,7 +30,13 @@ def extract_bearer(headers: CIMultiDictProxy, max_token_bytes: int) -> str | Non
         raise errors.unauthorized("invalid_header", "Token not found after Bearer")
     if len(parts) > 2:
         raise errors.unauthorized("invalid_header", "Authorization header must be 'Bearer <token>' with one token")
-    token = parts[1]
+    return check_token(parts[1], max_token_bytes)
+
+
+def check_token(token: str, max_token_bytes: int) -> str:
+    """The token itself if it is a plausible compact JWS of bounded size, wherever it came from."""
+    if not token:
+        raise errors.unauthorized("invalid_header", "the token is empty")
     if len(token) > max_token_bytes:
         raise errors.unauthorized("invalid_header", f"token is longer than {max_token_bytes} bytes")
     if _JWS.match(token) is None:

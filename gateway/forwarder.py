@@ -2,10 +2,15 @@
 
 The upstream URL is built with `encoded=True` from the canonical path, so the
 bytes the route table judged are exactly the bytes the upstream routes on.
+Bodies stream both ways with backpressure (see body_stream for the request
+side).  A failure before the response starts is a JSON 502 (refused, reset)
+or 504 (connect or read timeout); after it started, the client connection is
+cut without a terminating chunk, so a truncated body never looks complete.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
 from aiohttp import web
@@ -13,17 +18,24 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from . import errors
-from .config import UpstreamConfig
+from .body_stream import BodyAborted, RequestBody
+from .config import ClientConfig, Limits, UpstreamConfig
 from .headers import downstream_response_headers
+from .websocket_relay import WebSocketRelay, is_websocket_upgrade
 
-SMALL_BODY = 256 * 1024
+log = logging.getLogger("gateway.forwarder")
+
+SMALL_BODY = 256 * 1024  # read whole before answering, so a failure can still be a clean 502
 
 
 class Forwarder:
-    def __init__(self, config: UpstreamConfig):
+    def __init__(self, config: UpstreamConfig, limits: Limits = Limits(), clients: ClientConfig = ClientConfig()):
         self.config = config
+        self.limits = limits
+        self.clients = clients
         self.base = "http://localhost" if config.url.startswith("unix:") else config.url.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
+        self.websockets: WebSocketRelay | None = None
 
     async def start(self) -> None:
         if self.config.url.startswith("unix:"):
@@ -40,39 +52,52 @@ class Forwarder:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout,
                                           sock_read=self.config.read_timeout),
         )
+        self.websockets = WebSocketRelay(self.session, self.limits.max_ws_message_bytes)
 
     async def stop(self) -> None:
         if self.session is not None:
             await self.session.close()
 
     async def forward(self, request: web.BaseRequest, path: str, query: str,
-                      headers: CIMultiDict, extra_headers: dict[str, str] | None = None) -> web.StreamResponse:
+                      headers: CIMultiDict, extra_headers: dict[str, str] | None = None,
+                      expires_at: float | None = None) -> web.StreamResponse:
+        """`expires_at`: when the token that authorized this request expires (WebSockets close then)."""
         url = URL(self.base + path + ("?" + query if query else ""), encoded=True)
-        data = request.content if request.body_exists else None
+        if is_websocket_upgrade(request):
+            return await self.websockets.relay(request, url, headers, expires_at)
+        body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout)
         response: web.StreamResponse | None = None
         try:
-            async with self.session.request(request.method, url, headers=headers, data=data,
+            async with self.session.request(request.method, url, headers=headers, data=body.source(),
                                             allow_redirects=False) as upstream:
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                               headers=downstream_response_headers(upstream.headers))
                 if extra_headers:
                     response.headers.update(extra_headers)
-                length = upstream.content_length
-                if length is not None and length <= SMALL_BODY:
-                    body = await upstream.read()
-                    await response.prepare(request)
-                    await response.write_eof(body)
-                    return response
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
+                await _send_back(request, upstream, response)
                 return response
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (aiohttp.ClientError, asyncio.TimeoutError, BodyAborted) as exc:
             if response is not None and response.prepared:
-                raise
-            raise errors.upstream_timeout() from None
-        except aiohttp.ClientError:
-            if response is not None and response.prepared:
-                raise
+                log.info("%s %s: response cut short after it started (%s)", request.method, path,
+                         body.failure.code if body.failure else type(exc).__name__)
+                request.protocol.force_close()  # no terminating chunk: the client sees a truncated body
+                return response
+            if body.failure is not None:
+                raise body.failure from None
+            if isinstance(exc, asyncio.TimeoutError):
+                raise errors.upstream_timeout() from None
             raise errors.upstream_unavailable() from None
+
+
+async def _send_back(request: web.BaseRequest, upstream: aiohttp.ClientResponse,
+                     response: web.StreamResponse) -> None:
+    length = upstream.content_length
+    if length is not None and length <= SMALL_BODY:
+        body = await upstream.read()
+        await response.prepare(request)
+        await response.write_eof(body)
+        return
+    await response.prepare(request)
+    async for chunk in upstream.content.iter_any():
+        await response.write(chunk)  # waits for the client to drain: backpressure to the upstream
+    await response.write_eof()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .forwarded import forwarding_headers
 from .identity import Identity
 
 HOP_BY_HOP = frozenset({
@@ -16,6 +17,21 @@ HOP_BY_HOP = frozenset({
     "te", "trailer", "transfer-encoding", "upgrade",
 })
 IDENTITY_PREFIX = "x-auth-"
+# Not hop-by-hop by RFC, but answered by the gateway itself (100 Continue once the request is
+# authorized) rather than passed on, so the upstream never waits for a continue nobody sends.
+ANSWERED_HERE = frozenset({"expect"})
+# Each WebSocket hop negotiates its own handshake; the upstream dial generates fresh ones.
+WEBSOCKET_HANDSHAKE = frozenset({
+    "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+    "sec-websocket-protocol", "sec-websocket-accept",
+})
+HOST_PASS = "pass"  # the client's Host goes upstream unchanged
+HOST_UPSTREAM = "upstream"  # the upstream URL's authority; any other value is sent literally
+# Headers through which a framework learns the "original" URL, host or client (Werkzeug's
+# ProxyFix, X-Original-URL rewriting, ...): only the gateway may say that, so a client's are
+# dropped in any spelling, and the gateway sets X-Forwarded-For/-Proto/-Host itself.
+PROXY_PREFIXES = ("x-forwarded-", "x-original-", "x-rewrite-")
+PROXY_HEADERS = frozenset({"forwarded", "x-real-ip", "x-client-ip", "x-envoy-original-path"})
 
 
 def _connection_listed(headers: CIMultiDictProxy) -> frozenset[str]:
@@ -25,36 +41,54 @@ def _connection_listed(headers: CIMultiDictProxy) -> frozenset[str]:
     return frozenset(listed)
 
 
-def is_identity_header(name: str, extra: frozenset[str] = frozenset()) -> bool:
-    """X-Auth-* and configured claim headers, in any case and with '_' for '-'."""
+def _spelt_as(name: str, prefixes: tuple[str, ...], names: frozenset[str]) -> bool:
+    """Any case, and '_' for '-' (WSGI servers map both to the same HTTP_* key)."""
     normal = name.lower().replace("_", "-")
-    return normal.startswith(IDENTITY_PREFIX) or normal in extra
+    return normal.startswith(prefixes) or normal in names
+
+
+def is_identity_header(name: str, extra: frozenset[str] = frozenset()) -> bool:
+    """X-Auth-* and configured claim headers."""
+    return _spelt_as(name, (IDENTITY_PREFIX,), extra)
+
+
+def is_proxy_header(name: str) -> bool:
+    """X-Forwarded-*, Forwarded, X-Original-URL and kin."""
+    return _spelt_as(name, PROXY_PREFIXES, PROXY_HEADERS)
 
 
 def upstream_request_headers(incoming: CIMultiDictProxy, identity: Identity | None,
                              forward_authorization: bool, peer: str | None,
-                             scheme: str, strip: frozenset[str] = frozenset()) -> CIMultiDict:
+                             scheme: str, strip: frozenset[str] = frozenset(), *,
+                             trusted_peer: bool = False, host: str = HOST_PASS,
+                             websocket: bool = False) -> CIMultiDict:
+    """What the upstream receives: the client's end-to-end headers, then the gateway's own.
+
+    `trusted_peer`: the peer is a configured proxy, so its forwarding chain is extended
+    rather than replaced.  `host`: HOST_PASS, HOST_UPSTREAM or a literal Host value.
+    """
     listed = _connection_listed(incoming) if "Connection" in incoming else frozenset()
     out = CIMultiDict()
     for name, value in incoming.items():
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in listed:
+        if lower in HOP_BY_HOP or lower in listed or lower in ANSWERED_HERE:
+            continue
+        if websocket and lower in WEBSOCKET_HANDSHAKE:
+            continue
+        if lower == "host" and host != HOST_PASS:
             continue
         if is_identity_header(lower, strip):
             continue
         if lower == "authorization" and not forward_authorization:
             continue
-        if lower in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"):
-            continue  # set below from what we saw ourselves; no peer is trusted to have set them
+        if is_proxy_header(lower):
+            continue  # rebuilt below: extended for a trusted proxy, replaced for anyone else
         out.add(name, value)
+    if host not in (HOST_PASS, HOST_UPSTREAM):
+        out["Host"] = host
     if identity is not None:
         out.extend(identity.upstream_headers)
-    if peer:
-        out["X-Forwarded-For"] = peer
-    out["X-Forwarded-Proto"] = scheme
-    host = incoming.get("Host")
-    if host:
-        out["X-Forwarded-Host"] = host
+    out.extend(forwarding_headers(incoming, peer, scheme, trusted_peer))
     return out
 
 

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from jose import jwk
-from jose.exceptions import JOSEError
 
 from .config import ProviderConfig
 
@@ -54,13 +53,19 @@ def _fits(jwk_dict: dict, algorithm: str) -> bool:
     return False
 
 
+_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y")}
+
+
 def _construct(item: dict, algorithms: list[str], label: str) -> tuple[dict, str | None]:
+    members = _MEMBERS.get(item.get("kty"), ())
+    if not all(isinstance(item.get(name), str) and len(item[name]) <= 2048 for name in members):
+        return {}, f"{label}: {', '.join(members)} must be base64url strings of sane length"
     built = {}
     for algorithm in algorithms:
         try:
             key = jwk.construct(item, algorithm)
-        except (JOSEError, ValueError, TypeError) as exc:
-            return {}, f"{label}: cannot be loaded for {algorithm}: {exc}"
+        except Exception as exc:  # python-jose raises many types on malformed keys; none may stop the others
+            return {}, f"{label}: cannot be loaded for {algorithm}: {exc.__class__.__name__}"
         size = getattr(getattr(key, "prepared_key", None), "key_size", None)
         if item.get("kty") == "RSA" and (size is None or size < MIN_RSA_BITS):
             return {}, f"{label}: RSA key of {size} bits is below {MIN_RSA_BITS}"
@@ -93,6 +98,9 @@ def build_keys(document: object, algorithms: tuple[str, ...], reuse: dict[str, d
         label = f"key {kid!r}" if kid is not None else label
         if item.get("use", "sig") != "sig":
             skipped.append(f"{label}: use is {item.get('use')!r}, not 'sig'")
+            continue
+        if "key_ops" in item and "verify" not in (item["key_ops"] if isinstance(item["key_ops"], list) else ()):
+            skipped.append(f"{label}: key_ops {item['key_ops']!r} does not include 'verify'")  # RFC 7517 §4.3
             continue
         if "d" in item or "k" in item:
             skipped.append(f"{label}: private or symmetric key material is never used from a JWKS")
@@ -150,7 +158,6 @@ class JwksCache:
         self._refresh: asyncio.Task | None = None
         self._last_attempt = float("-inf")
         self._runner: asyncio.Task | None = None
-        self._wake = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -167,8 +174,10 @@ class JwksCache:
             if task is not None:
                 try:
                     await task
-                except (asyncio.CancelledError, Exception):
+                except asyncio.CancelledError:
                     pass
+                except Exception:
+                    log.exception("provider %s: key refresher had failed", self.provider.name)
 
     async def wait_loaded(self, timeout: float) -> bool:
         deadline = self.clock() + timeout
@@ -187,17 +196,14 @@ class JwksCache:
             except FetchError:
                 wait = delay
                 delay = min(delay * 2, self.policy.retry_max)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.sleep(wait)
 
     # -- request path ------------------------------------------------------
     def lookup(self, kid: object, algorithm: str):
-        entry = self.keys.get(kid)
-        if entry is None and kid is None and len(self.keys) == 1:
-            entry = next(iter(self.keys.values()))  # a token without kid, a JWKS with one key
+        if kid is None:  # a token without kid is only accepted when the JWKS has exactly one key
+            entry = next(iter(self.keys.values())) if len(self.keys) == 1 else None
+        else:
+            entry = self.keys.get(kid)
         return None if entry is None else entry.get(algorithm)
 
     def holds(self, kid: object, algorithm: str, key: object) -> bool:
@@ -239,12 +245,17 @@ class JwksCache:
                 self.jwks_uri = await self._discover()
             document, max_age = await self._get_json(self.jwks_uri)
             self._install(document, source=self.jwks_uri)
-        except FetchError as exc:
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, FetchError):  # a bug or an odd answer must not stop refreshing
+                log.exception("provider %s: unexpected error while refreshing keys", self.provider.name)
+                exc = FetchError(f"unexpected {exc.__class__.__name__} while refreshing keys")
             self.stats.failures += 1
             self.stats.last_error = str(exc)
             kept = "keeping the last good keys" if self.loaded else "protected routes answer 503 until it works"
             log.warning("provider %s: key refresh failed: %s; %s", self.provider.name, exc, kept)
-            raise
+            raise exc from None
         if max_age is None:
             return self.policy.default_ttl
         return min(max(max_age, self.policy.min_ttl), self.policy.max_ttl)
@@ -280,8 +291,14 @@ class JwksCache:
                     f"not the configured {self.provider.issuer!r}; fix 'issuer' (trailing slash matters)"
                 )
             uri = document.get("jwks_uri")
-            if not isinstance(uri, str) or urlsplit(uri).scheme not in ("http", "https"):
+            try:
+                scheme = urlsplit(uri).scheme if isinstance(uri, str) else None
+            except ValueError:
+                scheme = None
+            if scheme not in ("http", "https"):
                 raise FetchError(f"discovery document at {url} has no usable jwks_uri")
+            if scheme == "http" and urlsplit(self.provider.issuer).scheme == "https":
+                raise FetchError(f"discovery document at {url} points an https issuer at a plain-http jwks_uri")
             return uri
         raise FetchError("discovery failed: " + "; ".join(problems))
 
@@ -310,5 +327,5 @@ class JwksCache:
             raise FetchError(f"cannot reach {url}: {exc.__class__.__name__}: {exc}") from None
         try:
             return json.loads(body), max_age
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise FetchError(f"{url} did not send valid JSON") from None

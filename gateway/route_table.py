@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
+from .canonical_path import PathRejected, canonical_segment
 from .cors import CorsPolicy
 from .policy import AccessRule
+from .token_sources import HEADER_ONLY, TokenSource
 
 
 class PatternError(ValueError):
@@ -42,10 +44,14 @@ def compile_pattern(pattern: str) -> re.Pattern:
             )
         elif segment == "" and not last:
             raise PatternError("empty segment ('//') in pattern")
-        elif segment in (".", ".."):
-            raise PatternError("'.' and '..' segments can never match a canonical path")
         else:
-            parts.append("/" + re.escape(segment))
+            try:  # spelt as canonical paths are: `/café` matches `/caf%C3%A9`, `/a%3Ab` is `/a:b`
+                text = canonical_segment(segment)
+            except PathRejected as exc:
+                raise PatternError(f"segment {segment!r}: {exc}") from None
+            if text in (".", ".."):
+                raise PatternError("'.' and '..' segments can never match a canonical path")
+            parts.append("/" + re.escape(text))
     return re.compile("".join(parts) + r"\Z")
 
 
@@ -58,6 +64,7 @@ class Route:
     providers: frozenset[str] | None  # None: every configured provider
     line: int
     cors: CorsPolicy | None = None
+    token_from: tuple[TokenSource, ...] = HEADER_ONLY  # where this route reads the token
 
     def allows(self, method: str) -> bool:
         return self.methods is None or method in self.methods

@@ -9,52 +9,82 @@ import time
 import aiohttp
 from aiohttp import web
 
+from . import access_log
+from .access_log import AccessRecord
 from .auth_filter import AuthFilter
 from .authenticator import Authenticator
+from .client_errors import GatewayHttpServer
 from .config import GatewayConfig
 from .forwarder import Forwarder
+from .generation import Generation
 from .jwks_cache import JwksCache
+from .metrics import Metrics
+from .operations import Operations, ServeOptions
 from .token_cache import TokenCache
 
 log = logging.getLogger("gateway")
 
 SWEEP_INTERVAL = 30.0
+CANCEL_GRACE = 0.05  # after drain_timeout: aiohttp's wait before it cancels what still runs
 
 
 class Gateway:
     """Owns every long-lived part: key caches, token cache, upstream pool, listener."""
 
-    def __init__(self, config: GatewayConfig):
+    def __init__(self, config: GatewayConfig, metrics: Metrics | None = None, reuse_port: bool = False):
         self.config = config
+        self.metrics = metrics or Metrics()
+        self.generation: Generation | None = None  # the rules being served; swapped whole by activate()
+        self.reuse_port = reuse_port  # --workers: sibling processes share the port (SO_REUSEPORT)
         self.idp_session: aiohttp.ClientSession | None = None
         self.caches: dict[str, JwksCache] = {}
-        self.token_cache = TokenCache()
-        self.forwarder = Forwarder(config.upstream)
+        self.token_cache = TokenCache(config.limits.token_cache_entries)
+        self.forwarder = Forwarder(config.upstream, config.limits, config.clients)
         self.runner: web.ServerRunner | None = None
         self.port = config.listen_port
         self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.idp_session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-        self.caches = {p.name: JwksCache(p, self.idp_session) for p in self.config.providers}
-        for cache in self.caches.values():
+        caches = {p.name: JwksCache(p, self.idp_session) for p in self.config.providers}
+        for cache in caches.values():
             await cache.start()
         await self.forwarder.start()
-        authenticator = Authenticator(self.caches, self.token_cache)
-        handler = AuthFilter(self.config, authenticator, self.forwarder)
+        self.activate(self.config, caches, self.token_cache)
         limits = self.config.limits
-        server = web.Server(handler.handle, max_line_size=limits.max_line_size,
-                            max_field_size=limits.max_field_size, max_headers=limits.max_headers,
-                            access_log=None)
-        self.runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10.0)
+        # keepalive_timeout also bounds a new connection's wait for a complete request head
+        # (aiohttp does not extend it per byte), which is what starves slowloris clients.
+        server = GatewayHttpServer(self._handle, limits=limits, access_log=None,
+                                   keepalive_timeout=self.config.clients.idle_timeout)
+        self.runner = web.ServerRunner(server, handle_signals=False,
+                                       shutdown_timeout=CANCEL_GRACE)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.listen_host, self.config.listen_port,
-                           backlog=1024)
+                           backlog=1024, reuse_port=self.reuse_port)
         await site.start()
         self.port = self.runner.addresses[0][1]
         self._sweeper = asyncio.create_task(self._sweep())
         log.info("gateway listening on http://%s:%d, forwarding to %s",
                  self.config.listen_host, self.port, self.config.upstream.url)
+
+    def activate(self, config: GatewayConfig, caches: dict[str, JwksCache], token_cache: TokenCache) -> Generation | None:
+        """Serve new rules from the next request on; returns the generation they replace (see reload.py)."""
+        handler = AuthFilter(config, Authenticator(caches, token_cache), self.forwarder, self.observe)
+        previous, self.generation = self.generation, Generation(config, caches, token_cache, handler)
+        self.config, self.caches, self.token_cache = config, caches, token_cache
+        return previous
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        generation = self.generation  # read once: the request keeps these rules to the end
+        generation.enter()
+        try:
+            return await generation.filter.handle(request)
+        finally:
+            generation.leave()
+
+    def observe(self, record: AccessRecord) -> None:
+        access_log.write(record)
+        self.metrics.observe(record)
 
     async def _sweep(self) -> None:
         while True:
@@ -65,6 +95,15 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.runner is not None:
+            # Drain (docs/proxy.md): stop accepting; keep-alive connections close once idle; open
+            # WebSockets are told 1001; requests in flight get drain_timeout; cleanup() cancels the rest.
+            for site in list(self.runner.sites):
+                await site.stop()
+            self.runner.server.pre_shutdown()
+            if self.forwarder.websockets is not None:
+                self.forwarder.websockets.close_all()
+            if self.generation is not None:
+                await self.generation.drained(self.config.clients.drain_timeout)
             await self.runner.cleanup()
         for cache in self.caches.values():
             await cache.stop()
@@ -73,24 +112,28 @@ class Gateway:
             await self.idp_session.close()
 
 
-async def serve_forever(config: GatewayConfig) -> None:
-    gateway = Gateway(config)
+async def serve_forever(config: GatewayConfig, options: ServeOptions | None = None) -> None:
+    options = options or ServeOptions()
+    gateway = Gateway(config, reuse_port=options.reuse_port)
+    operations = Operations(gateway, options)  # admin listener, reloads, worker reports
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await gateway.start()
+        await operations.start()
         await stop.wait()
         log.info("shutting down: no new connections, finishing requests in flight")
     finally:
+        await operations.stop()
         await gateway.stop()
 
 
-def run(config: GatewayConfig) -> None:
+def run(config: GatewayConfig, options: ServeOptions | None = None) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
-        asyncio.run(serve_forever(config))
+        asyncio.run(serve_forever(config, options))
     else:
-        uvloop.run(serve_forever(config))
+        uvloop.run(serve_forever(config, options))

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from typing import Any
 
 from jose import jws
 from jose.exceptions import JOSEError
+from jose.utils import base64url_decode
 
 from . import errors
-from .claim_path import MISSING, lookup
+from .claim_path import MISSING, format_claim_path, lookup
 from .config import ProviderConfig
 from .identity import Identity
 from .jwks_cache import JwksCache
@@ -28,6 +30,7 @@ SCOPES_HEADER = "X-Auth-Scopes"
 CLAIMS_HEADER = "X-Auth-Claims"
 IDENTITY_HEADERS = (SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER)
 _TYP_ALIASES = {"at+jwt": {"at+jwt", "application/at+jwt"}}
+MAX_JSON_DEPTH = 32  # claim sets are shallow; deeper JSON is refused before anyone walks it
 
 
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict:
@@ -39,17 +42,50 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict:
     return result
 
 
-def parse_json_object(raw: bytes, what: str) -> dict:
-    """Strict JSON: duplicate keys are refused so no two readers can disagree."""
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_json_object(raw: bytes, what: str, code: str = "invalid_token") -> dict:
+    """Strict JSON (RFC 8259, UTF-8): duplicate keys, NaN/Infinity and deep nesting are refused,
+    so no two readers (python-jose, this gateway, the upstream) can disagree about a token."""
     try:
-        value = json.loads(raw, object_pairs_hook=_strict_object)
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_object, parse_constant=_not_json)
     except RecursionError:
-        raise errors.unauthorized("invalid_token", f"token {what} is nested too deeply") from None
+        raise errors.unauthorized(code, f"token {what} is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.unauthorized("invalid_token", f"token {what} is not valid JSON: {exc}") from None
+        raise errors.unauthorized(code, f"token {what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise errors.unauthorized("invalid_token", f"token {what} is not a JSON object")
+        raise errors.unauthorized(code, f"token {what} is not a JSON object")
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise errors.unauthorized(code, f"token {what} is nested more than {MAX_JSON_DEPTH} levels deep")
     return value
+
+
+def split_token(token: str) -> tuple[dict, bytes]:
+    """The strictly parsed header and the raw payload bytes of a compact JWS, neither trusted yet.
+
+    Parsed here rather than by python-jose's lenient reader, whose RecursionError on a deeply
+    nested header would escape as a 500 and which lets a repeated key silently win.
+    """
+    try:
+        encoded_header, encoded_payload, _ = token.split(".")
+        raw_header = base64url_decode(encoded_header.encode("ascii"))
+        raw_payload = base64url_decode(encoded_payload.encode("ascii"))
+    except ValueError:  # wrong part count, non-ASCII, bad base64 (binascii.Error)
+        raise errors.unauthorized("invalid_header", "token is not a JWT: its header or payload cannot be decoded") from None
+    return parse_json_object(raw_header, "header", "invalid_header"), raw_payload
 
 
 def _number(claims: dict, name: str) -> float | None:
@@ -58,7 +94,13 @@ def _number(claims: dict, name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise errors.unauthorized("invalid_claims", f"claim {name} must be a number of seconds since the epoch")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise errors.unauthorized("invalid_claims", f"claim {name} must be a finite number of seconds")
+    return number
 
 
 def _has_control(text: str) -> bool:
@@ -66,12 +108,16 @@ def _has_control(text: str) -> bool:
 
 
 def granted_scopes(claims: dict, scope_claims: tuple[tuple[str, ...], ...]) -> frozenset[str]:
-    """Scopes from space-separated strings or lists of strings; whole tokens only."""
+    """Scopes from space-separated strings or lists of strings; whole tokens only.
+
+    Split on SP alone (RFC 6749 §3.3): str.split() would also cut at NBSP, U+2003 or
+    U+001F, turning one odd scope name such as "read:user<NBSP>read:admin" into two grants.
+    """
     granted: set[str] = set()
     for path in scope_claims:
         value = lookup(claims, path)
         if isinstance(value, str):
-            granted.update(value.split())
+            granted.update(part for part in value.split(" ") if part)
         elif isinstance(value, list):
             granted.update(item for item in value if isinstance(item, str) and item and not item.isspace())
     return frozenset(granted)
@@ -94,11 +140,7 @@ class Verifier:
         return found
 
     async def verify_bearer(self, token: str, allowed: frozenset[str] | None) -> Identity:
-        try:
-            header = jws.get_unverified_header(token)
-            raw_payload = jws.get_unverified_claims(token)
-        except JOSEError:
-            raise errors.unauthorized("invalid_header", "token is not a JWT: its header or payload cannot be decoded") from None
+        header, raw_payload = split_token(token)
         payload = parse_json_object(raw_payload, "payload")
         provider, cache = self.provider_of(payload)
         if allowed is not None and provider.name not in allowed:
@@ -155,15 +197,15 @@ class Verifier:
             raise errors.unauthorized("invalid_claims", "token aud must be a string or a list of strings")
         if not provider.audiences.intersection(audiences):
             raise errors.unauthorized("invalid_claims", "incorrect audience: the token was issued for another API")
-        for name in provider.required_claims:
-            if lookup(claims, (name,)) is MISSING:
-                raise errors.unauthorized("invalid_claims", f"token lacks the required claim {name}")
+        for path in provider.required_claims:
+            if lookup(claims, path) in (MISSING, None):
+                raise errors.unauthorized("invalid_claims", f"token lacks the required claim {format_claim_path(path)}")
         subject = claims.get("sub")
         if subject is not None and (not isinstance(subject, str) or _has_control(subject)):
             raise errors.unauthorized("invalid_claims", "claim sub must be a string without control characters")
         scopes = granted_scopes(claims, provider.scope_claims)
-        if any(_has_control(s) for s in scopes):
-            raise errors.unauthorized("invalid_claims", "granted scopes must not contain control characters")
+        if any(_has_control(s) or " " in s for s in scopes):  # a list item "a b" would read as two in X-Auth-Scopes
+            raise errors.unauthorized("invalid_claims", "granted scopes must not contain spaces or control characters")
         headers = (
             (SUBJECT_HEADER, subject or ""),
             (ISSUER_HEADER, provider.issuer),

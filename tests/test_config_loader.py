@@ -71,6 +71,22 @@ def test_good_config_loads_typed_and_immutable(tmp_path):
     (("    access: authenticated", "    access: authenticated\n    lol: 1"), "unknown key 'lol'"),
     (("listen: 127.0.0.1:8080", "listen: [unclosed"), "not valid YAML"),
     (("listen: 127.0.0.1:8080", "listen: ${NOT_SET_ANYWHERE_X}"), ":1: environment variable NOT_SET_ANYWHERE_X is not set"),
+    # found in review: each of these used to loosen a rule or crash instead of failing with its line
+    (("    algorithms: [RS256]", "    algorithms: [RS256]\n    leeway: .inf"), ":9: 'leeway' in provider 'dev' must be a finite number"),
+    (("    algorithms: [RS256]", "    algorithms: [RS256]\n    leeway: 3600"), ":9: 'leeway' in provider 'dev' must be between 0 and 300"),
+    (("    algorithms: [RS256]", "    algorithms: [RS256]\n    max_lifetime: -5"), ":9: 'max_lifetime' in provider 'dev' must be at least 1"),
+    (("    algorithms: [RS256]", "    algorithms: [RS256]\n    jwks_cache: {cooldown: 0}"), ":9: 'cooldown' in provider 'dev' jwks_cache must be between"),
+    (("    algorithms: [RS256]", "    algorithms: [RS256]\n    jwks_cache: 5"), ":9: provider 'dev' jwks_cache must be a mapping"),
+    (("    algorithms: [RS256]", "    algorithms: [RS256]\n    forward_claims: {X_User_Email: email}"), ":9: forward_claims: 'X_User_Email' contains '_'"),
+    (("    algorithms: [RS256]", "    algorithms: [RS256]\n    forward_claims: {x-auth-subject: email}"), ":9: forward_claims: 'x-auth-subject' is reserved"),
+    (("    algorithms: [RS256]", "    algorithms: []"), ":8: provider 'dev': algorithms must list at least one"),
+    (("    issuer: http://127.0.0.1:9000/", "    issuer: ''"), ":5: provider 'dev': issuer must not be empty"),
+    (("      scopes: [read:admin]", "      scopes: []"), ":17: scopes is empty, which would allow any valid token"),
+    (("      scopes: [read:admin]", "      claims: {}"), ":17: claims is empty, which would allow any valid token"),
+    (("      scopes: [read:admin]", "      scopes: [read:admin write:admin]"), ":17: scope 'read:admin write:admin' contains whitespace"),
+    (("listen: 127.0.0.1:8080", "listen: 127.0.0.1:8080\nrealm: 5"), ":2: 'realm' in the top level must be a string"),
+    (("listen: 127.0.0.1:8080", "listen: 127.0.0.1:8080\nforward_authorization: 'true'"), ":2: 'forward_authorization' in the top level must be true or false"),
+    (("    jwks_uri: http://127.0.0.1:9000/.well-known/jwks.json", "    jwks: {keys: [{kty: oct, k: c2VjcmV0}]}"), ":7: provider 'dev': no usable signing key in the static JWKS"),
 ])
 def test_each_mistake_is_reported_with_its_line(tmp_path, mutation, expected):
     old, new = mutation

@@ -59,13 +59,13 @@ async def test_random_kid_flood_causes_bounded_fetches(echo_upstream, rsa_key):
     server = await ProviderServer([rsa_key]).start()
     server.delay = 0.05  # so the flood overlaps one in-flight refresh
     try:
-        extra = FAST.replace("cooldown: 0.3", "cooldown: 2")
+        extra = FAST.replace("cooldown: 0.3", "cooldown: 60")
         async with await gateway_for(server, echo_upstream.url, extra=extra) as gw, \
                 aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
             forger = SigningKey.rsa(None)  # a key nobody published, 400 made-up kids
             forged = [forger.sign(claims(), headers={"kid": f"kid-{uuid.uuid4()}"}) for _ in range(400)]
             cache = gw.caches["test"]
-            cache._last_attempt -= 2  # the start-up fetch is older than the cooldown
+            cache._last_attempt -= 60  # the start-up fetch is older than the cooldown
             before = server.fetches
             results = await asyncio.gather(*(status_of(client, t) for t in forged))
             assert {r for r in results} == {(401, "invalid_signature")}
@@ -247,3 +247,49 @@ async def test_static_jwks_file_needs_no_network(tmp_path, echo_upstream, rsa_ke
         assert gw.caches["offline"].loaded
         assert await status_of(client, rsa_key.sign(claims())) == (200, None)
         assert (await status_of(client, SigningKey.rsa("other").sign(claims())))[0] == 401
+
+
+async def test_pathological_jwks_never_stops_the_refresher(echo_upstream):
+    """Found in review: a deeply nested JWKS killed the background task for good, so revocation stopped."""
+    first, second = SigningKey.rsa("first"), SigningKey.rsa("second")
+    server = await ProviderServer([first, second]).start()
+    server.cache_control = "max-age=0"  # refresh every min_ttl (0.2 s)
+    try:
+        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
+                f"http://127.0.0.1:{gw.port}") as client:
+            token = first.sign(claims())
+            assert await status_of(client, token) == (200, None)
+            server.body = b"[" * 50_000
+            failures = gw.caches["test"].stats.failures
+
+            async def failed_twice():
+                return gw.caches["test"].stats.failures >= failures + 2
+
+            assert await poll(failed_twice)
+            server.body = None
+            server.publish(second)  # the IdP recovers and drops `first`
+
+            async def revoked():
+                return (await status_of(client, token))[0] == 401
+
+            assert await poll(revoked)
+    finally:
+        await server.stop()
+
+
+def test_token_without_kid_needs_a_single_key_jwks():
+    from gateway.config_loader import build_config
+    from gateway.jwks_cache import JwksCache
+    from gateway.yaml_source import load_located
+
+    anonymous, named = SigningKey.rsa(None), SigningKey.rsa("named")
+    jwks = json.dumps({"keys": [anonymous.public_jwk, named.public_jwk]})
+    text = config_text("http://127.0.0.1:1", f"""  - name: static
+    issuer: {ISSUER}
+    audience: a
+    jwks: {jwks}""", ROUTES)
+    config = build_config(load_located(text, {}), "<test>", __import__("pathlib").Path("."))
+    cache = JwksCache(config.providers[0], None)
+    cache._install(config.providers[0].static_jwks, "test")
+    assert cache.lookup(None, "RS256") is None  # two keys: a kid-less token matches none
+    assert cache.lookup("named", "RS256") is not None

@@ -108,5 +108,20 @@ def test_second_gateway_on_a_busy_port_says_so(stack):
     result = subprocess.run([PY, "-m", "gateway", "serve", "--config", "config/routes.yaml",
                              "--listen", f"127.0.0.1:{port}"], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "cannot listen" in result.stderr and port in result.stderr
     assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr
+
+
+def test_dev_issuer_refuses_odd_token_requests_without_500(stack):
+    for body in ({"client_id": ["dev-admin-client"], "client_secret": "x", "grant_type": "client_credentials"},
+                 {"client_id": "dev-admin-client", "client_secret": "é", "grant_type": "client_credentials"},
+                 {"grant_type": "password"}, [1, 2]):
+        status, _, answer = call(stack["issuer"] + "oauth/token", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+        assert status in (400, 401), (body, status)
+        assert "error" in answer
+
+
+def test_dev_issuer_key_files_are_private(stack):
+    for name in ("signing-key.pem", "clients.json"):
+        assert (stack["keys"] / name).stat().st_mode & 0o077 == 0

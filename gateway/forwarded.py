@@ -1,0 +1,72 @@
+"""X-Forwarded-* and Forwarded: tell the upstream who the client was, believing earlier hops only by configuration.
+
+Anyone can send `X-Forwarded-For: 10.0.0.1`.  An upstream that rate-limits,
+audits or allow-lists on it must only ever see a chain whose entries were
+written by proxies the operator named, so a peer's chain is kept (and our
+hop appended) only when the peer's address is inside `trusted_proxies`;
+from anyone else the four headers are dropped and rebuilt from what the
+gateway saw on the socket.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Iterable
+
+from multidict import CIMultiDictProxy
+
+FORWARDING_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+
+def parse_network(text: str) -> Network:
+    """`10.0.0.0/8`, `::1` or `192.0.2.7` (a single address); ValueError names the problem."""
+    return ipaddress.ip_network(text.strip(), strict=True)
+
+
+def is_trusted(peer: str | None, networks: Iterable[Network]) -> bool:
+    """Whether the socket peer is one of the configured proxies (IPv4-mapped IPv6 counts as IPv4)."""
+    if not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def forwarding_headers(incoming: CIMultiDictProxy, peer: str | None, scheme: str,
+                       trusted: bool) -> list[tuple[str, str]]:
+    """The four headers to send upstream, in order; the caller has already dropped the client's."""
+    host = incoming.get("Host")
+    node = peer or "unknown"
+    element = ";".join(f"{key}={_value(value)}" for key, value in
+                       (("for", _node(node)), ("proto", scheme), ("host", host)) if value)
+    if trusted:
+        chain = ", ".join(incoming.getall("X-Forwarded-For", ()))
+        earlier = ", ".join(incoming.getall("Forwarded", ()))
+        proto = incoming.get("X-Forwarded-Proto") or scheme
+        original_host = incoming.get("X-Forwarded-Host") or host
+    else:
+        chain = earlier = ""
+        proto, original_host = scheme, host
+    out = [("X-Forwarded-For", f"{chain}, {node}" if chain else node), ("X-Forwarded-Proto", proto)]
+    if original_host:
+        out.append(("X-Forwarded-Host", original_host))
+    out.append(("Forwarded", f"{earlier}, {element}" if earlier else element))
+    return out
+
+
+def _node(address: str) -> str:
+    """RFC 7239 §6: IPv6 nodes are bracketed."""
+    return f"[{address}]" if ":" in address else address
+
+
+def _value(text: str) -> str:
+    """A token as is, anything else as a quoted-string (RFC 7239 §4)."""
+    if _TOKEN.match(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,75 @@
+"""Where a route lets the token come from: the Authorization header, or a query parameter or cookie where allowed.
+
+Browsers cannot set headers on a WebSocket or an EventSource, so a route may
+opt in with `token_from: [header, query:access_token, cookie:session]`.  The
+default is the header alone.  A token offered in more than one place (two
+sources, or one name twice) is refused as ambiguous (RFC 6750 §2.0: one
+method per request) instead of picking one, so nothing in front of the
+gateway can disagree with it about which token authorized a request.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+
+# The library's own RFC 6265 Cookie parser (what request.cookies uses), called directly because
+# request.cookies keeps only one of two same-name cookies, and two must be refused, not chosen.
+from aiohttp._cookie_helpers import parse_cookie_header
+
+from . import errors
+from .extractor import check_token, extract_bearer
+
+HEADER, QUERY, COOKIE = "header", "query", "cookie"
+_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    kind: str  # HEADER, QUERY or COOKIE
+    name: str = ""  # the parameter or cookie name
+
+    def describe(self) -> str:
+        if self.kind == HEADER:
+            return "the Authorization header"
+        return f"{'query parameter' if self.kind == QUERY else 'cookie'} {self.name!r}"
+
+
+HEADER_ONLY = (TokenSource(HEADER),)
+
+
+def parse_token_source(text: str) -> TokenSource:
+    """`header`, `query:NAME` or `cookie:NAME`; ValueError says what is wrong."""
+    kind, sep, name = text.partition(":")
+    if kind == HEADER and not sep:
+        return TokenSource(HEADER)
+    if kind in (QUERY, COOKIE) and _NAME.match(name):
+        return TokenSource(kind, name)
+    raise ValueError(f"token_from entry {text!r} must be 'header', 'query:NAME' or 'cookie:NAME'")
+
+
+def describe_sources(sources: tuple[TokenSource, ...]) -> str:
+    return " or ".join(source.describe() for source in sources)
+
+
+def find_token(request: web.BaseRequest, sources: tuple[TokenSource, ...], max_token_bytes: int) -> str | None:
+    """The one token the request carries in an allowed place, None when there is none."""
+    found: list[tuple[TokenSource, str]] = []
+    for source in sources:
+        if source.kind == HEADER:
+            token = extract_bearer(request.headers, max_token_bytes)
+            values = [] if token is None else [token]
+        elif source.kind == QUERY:
+            values = request.query.getall(source.name, [])
+        else:
+            values = [morsel.value for header in request.headers.getall("Cookie", ())
+                      for name, morsel in parse_cookie_header(header) if name == source.name]
+        found.extend((source, value) for value in values)
+    if not found:
+        return None
+    if len(found) > 1:
+        places = sorted({source.describe() for source, _ in found})
+        raise errors.ambiguous_token(" and ".join(places) if len(places) > 1 else f"{places[0]}, more than once")
+    source, token = found[0]
+    return token if source.kind == HEADER else check_token(token, max_token_bytes)
