@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 run: $(STAMP)
-	@$(PY) -m gateway check --config config/routes.yaml >/dev/null
+	@$(PY) -m gateway check --offline --config config/routes.yaml >/dev/null
 	@bash scripts/run-local.sh
 
 test: $(STAMP)
