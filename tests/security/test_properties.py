@@ -28,7 +28,7 @@ from gateway.verifier import Verifier, split_token
 from gateway.yaml_source import load_located
 from tests.support import AUDIENCE, ISSUER, REPO
 
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PATH_CHARS = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%/?#\\ \"<>[]{}|^`" + "é☃\x00\x1f\x7f"
 WERKZEUG_SAFE = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/;?#%\\")
 

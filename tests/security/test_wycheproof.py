@@ -20,6 +20,7 @@ from tests.support import ProviderServer, SigningKey, claims, config_text, provi
 REPORT: dict[str, Counter] = {}
 ROUTES = "  - path: /user/**\n    access: authenticated\n"
 CONTROL = SigningKey.rsa("wycheproof-control")
+CONTROL_TOKEN = CONTROL.sign(claims())  # signed once: python-jose re-loads (and re-validates) the key per token
 
 
 def count(category: str, outcome: str) -> None:
@@ -35,20 +36,23 @@ def _send_all(port: int, tokens: list[str]) -> list[rawhttp.Answer]:
         connection.close()
 
 
-async def _through_gateway(public_keys: list[dict], tokens: list[str]) -> list[rawhttp.Answer]:
-    """Serve these keys (plus a control key) as the JWKS, send every token, prove the control one passes."""
+@pytest.fixture
+async def through_gateway():
+    """send(keys, tokens): a fresh gateway whose JWKS (over HTTP) is these keys plus a control key; the answers."""
     server = await ProviderServer().start()
-    server.jwks = {"keys": [*public_keys, CONTROL.public_jwk]}
     echo = await RawEcho().start()
-    try:
+
+    async def send(public_keys: list[dict], tokens: list[str]) -> list[rawhttp.Answer]:
+        server.jwks = {"keys": [*public_keys, CONTROL.public_jwk]}
         provider = provider_yaml(server.jwks_uri, algorithms="[" + ", ".join(GATEWAY_ALGORITHMS) + "]")
         async with running_gateway(config_text(echo.url, provider, ROUTES)) as gateway:
-            answers = await asyncio.to_thread(_send_all, gateway.port, [*tokens, CONTROL.sign(claims())])
-    finally:
-        await echo.stop()
-        await server.stop()
-    assert answers[-1].status == 200, answers[-1].body[:300]  # the gateway was up and accepting good tokens
-    return answers[:-1]
+            answers = await asyncio.to_thread(_send_all, gateway.port, [*tokens, CONTROL_TOKEN])
+        assert answers[-1].status == 200, answers[-1].body[:300]  # the gateway was up and accepting good tokens
+        return answers[:-1]
+
+    yield send
+    await echo.stop()
+    await server.stop()
 
 
 def _by_jwks(items, keys_of) -> dict[str, list]:
@@ -67,12 +71,12 @@ def vectors():
     return all_vectors()
 
 
-async def test_every_raw_vector_is_401_json(vectors):
+async def test_every_raw_vector_is_401_json(vectors, through_gateway):
     """As published, no vector carries a JWT claim set, so every one (valid ones included) is a 401, never a 5xx."""
     failures = []
     for key_json, group in _by_jwks(vectors, lambda v: v.public).items():
         sendable = [v for v in group if _sendable(v.token)]
-        answers = await _through_gateway(json.loads(key_json), [v.token for v in sendable])
+        answers = await through_gateway(json.loads(key_json), [v.token for v in sendable])
         for vector, answer in zip(sendable, answers):
             ok = answer.status == 401 and answer.is_json and set(answer.json()) == {"code", "description"}
             if ok and vector.valid:  # a correctly signed vector is refused for its shape or payload, not its signature
@@ -101,14 +105,14 @@ def test_valid_vectors_verify_with_python_jose(vectors):
     assert surprises == []
 
 
-async def test_resigned_vectors_are_decided_by_the_signature_and_key_checks(vectors):
+async def test_resigned_vectors_are_decided_by_the_signature_and_key_checks(vectors, through_gateway):
     """Each vector's defect carried onto our claims: only valid vectors in offered algorithms get through."""
     cases = resign_cases()
     for vector in set(v.key for v in vectors) - {c.vector.key for c in cases}:
         count(next(v.category for v in vectors if v.key == vector), "resigned n/a (JWE, JSON form or no header)")
     wrong = []
     for key_json, group in _by_jwks(cases, lambda c: c.vector.public).items():
-        answers = await _through_gateway(json.loads(key_json), [c.token for c in group])
+        answers = await through_gateway(json.loads(key_json), [c.token for c in group])
         for case, answer in zip(group, answers):
             accepted = answer.status == 200
             refused = answer.status == 401 and answer.is_json
