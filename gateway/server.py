@@ -35,6 +35,7 @@ class Gateway:
         self.config = config
         self.metrics = metrics or Metrics()
         self.generation: Generation | None = None  # the rules being served; swapped whole by activate()
+        self._retired: list[Generation] = []  # earlier generations that may still have requests running
         self.reuse_port = reuse_port  # --workers: sibling processes share the port (SO_REUSEPORT)
         self.idp_session: aiohttp.ClientSession | None = None
         self.caches: dict[str, JwksCache] = {}
@@ -71,6 +72,8 @@ class Gateway:
         """Serve new rules from the next request on; returns the generation they replace (see reload.py)."""
         handler = AuthFilter(config, Authenticator(caches, token_cache), self.forwarder, self.observe)
         previous, self.generation = self.generation, Generation(config, caches, token_cache, handler)
+        if previous is not None:  # remembered until drained, so a shutdown waits for its requests too
+            self._retired = [g for g in self._retired if g.inflight] + [previous]
         self.config, self.caches, self.token_cache = config, caches, token_cache
         return previous
 
@@ -102,8 +105,8 @@ class Gateway:
             self.runner.server.pre_shutdown()
             if self.forwarder.websockets is not None:
                 self.forwarder.websockets.close_all()
-            if self.generation is not None:
-                await self.generation.drained(self.config.clients.drain_timeout)
+            running = [g for g in (*self._retired, self.generation) if g is not None]
+            await asyncio.gather(*(g.drained(self.config.clients.drain_timeout) for g in running))
             await self.runner.cleanup()
         for cache in self.caches.values():
             await cache.stop()

@@ -69,3 +69,24 @@ async def test_sigterm_deadline_cuts_the_rest_and_websockets_get_1001(gateway_pr
     assert 0.9 < exit_after < 2.5  # drain_timeout, then cancel and exit
     record_property("drain_websocket_closed_after_s", round(ws_closed_after, 3))
     record_property("drain_deadline_exit_after_s", round(exit_after, 3))
+
+
+async def test_sigterm_right_after_a_reload_still_drains_requests_of_the_old_rules(gateway_process, upstream):
+    """Found in review: drain waited only on the newest generation, cutting requests of the previous one."""
+    gw = await gateway_process(upstream.url, extra="clients:\n  drain_timeout: 10")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client:
+        in_flight = asyncio.ensure_future(client.get(gw.url + "/hold"))
+        await asyncio.wait_for(upstream.controls.held.wait(), 5)
+        gw.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "applied" not in gw.log.read_text():
+            assert time.monotonic() < deadline, "the reload was not applied"
+            await asyncio.sleep(0.02)
+        gw.process.send_signal(signal.SIGTERM)
+        await _refused(gw.port, time.monotonic() + 5)
+        done, _ = await asyncio.wait([in_flight], timeout=0.5)  # well past aiohttp's 50 ms cancel grace
+        assert not done, "the request of the previous rules was cut short"
+        upstream.controls.release.set()
+        response = await asyncio.wait_for(in_flight, 10)
+        assert response.status == 200
+        assert await _exit_code(gw, time.monotonic() + 10) == 0
