@@ -41,7 +41,7 @@ class AuthFilter:
         cors_headers = None
         examining = False
         try:
-            path, query = decide.target(request.raw_path)
+            path, query = decide.target(request.raw_path, self.config.allow_path_params)
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
                     and "Origin" in request.headers:
                 preflight = self._preflight(request, path)

@@ -92,7 +92,7 @@ def _segment(segment: str, allow_params: bool) -> str:
                 raise PathRejected("encoded control characters (like %00) are refused in the path")
             elif decoded == ";":
                 if not allow_params:
-                    raise PathRejected("';' path parameters are refused (enable allow_path_params to pass them)")
+                    raise PathRejected("';' path parameters are refused (set allow_path_params: true to pass them)")
                 out.append(";")
             else:
                 out.append("%" + pair.upper())
@@ -104,7 +104,7 @@ def _segment(segment: str, allow_params: bool) -> str:
         if char == "\\":
             raise PathRejected("'\\' in the path is refused as ambiguous")
         if char == ";" and not allow_params:
-            raise PathRejected("';' path parameters are refused (enable allow_path_params to pass them)")
+            raise PathRejected("';' path parameters are refused (set allow_path_params: true to pass them)")
         if char in UNRESERVED or char in _SUB_DELIMS_AND_PCHAR or char == ";":
             out.append(char)
         elif code < 0x80:

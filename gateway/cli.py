@@ -53,12 +53,15 @@ def _serve(args: argparse.Namespace) -> int:
 
         return supervise(config, args.workers, _worker_command(args), args.config)
     from .operations import ServeOptions
-    from .server import run
+    from .server import StartupError, run
 
     in_worker = worker_dir is not None
     try:
         run(config, ServeOptions(load=load, path=args.config, admin=not in_worker, watch=not in_worker,
                                  worker_dir=worker_dir, reuse_port=in_worker))
+    except StartupError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # the listen or admin port is taken: one line, not a traceback
         print(f"cannot listen: {exc}; stop whatever uses that port, or pass --listen HOST:PORT "
               "(--admin HOST:PORT for the admin listener)", file=sys.stderr)

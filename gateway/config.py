@@ -105,6 +105,7 @@ class GatewayConfig:
     routes: RouteTable
     limits: Limits
     identity_headers: frozenset[str] = frozenset()  # configured claim headers, lower-case: stripped from clients
+    allow_path_params: bool = False  # pass ';' in paths (only for upstreams that route on matrix parameters)
     admin: AdminConfig = AdminConfig(required=False)
     reload: ReloadConfig = ReloadConfig()
     clients: ClientConfig = ClientConfig()

@@ -540,7 +540,7 @@ def _shadowed(routes: list[Route], problems: _Problems) -> None:
 
 
 TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits", "cors",
-            "admin", "reload", "clients")
+            "admin", "reload", "clients", "allow_path_params")
 
 
 def _operations(top: _Section, problems: _Problems, public: tuple[str, int],
@@ -691,6 +691,7 @@ def build_config(data: Any, source: str, base_dir: Path,
 
     realm = top.get("realm", str, "api")
     forward_authorization = top.get("forward_authorization", bool, False)
+    allow_path_params = top.get("allow_path_params", bool, False)
     if problems.items:
         raise ConfigError(problems.items)
     return GatewayConfig(
@@ -700,6 +701,7 @@ def build_config(data: Any, source: str, base_dir: Path,
         upstream=upstream_cfg,
         realm=realm,
         forward_authorization=forward_authorization,
+        allow_path_params=allow_path_params,
         providers=tuple(providers),
         routes=RouteTable(tuple(routes)),
         limits=limits,

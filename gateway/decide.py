@@ -20,10 +20,10 @@ class Authenticating(Protocol):
     def authenticate(self, credential: Any, allowed: frozenset[str] | None) -> Awaitable[Identity]: ...
 
 
-def target(raw: str) -> tuple[str, str]:
+def target(raw: str, allow_params: bool = False) -> tuple[str, str]:
     """(canonical path, query) or 400 invalid_path."""
     try:
-        return split_target(raw)
+        return split_target(raw, allow_params)
     except PathRejected as exc:
         raise errors.bad_request("invalid_path", str(exc)) from None
 
@@ -77,10 +77,10 @@ class Outcome:
 
 
 async def evaluate(routes: RouteTable, method: str, raw_target: str, read_credential: Callable[[], Any],
-                   authenticator: Authenticating) -> Outcome:
+                   authenticator: Authenticating, allow_params: bool = False) -> Outcome:
     path = route = identity = None
     try:
-        path, _ = target(raw_target)
+        path, _ = target(raw_target, allow_params)
         route = route_for(routes, method, path)
         identity = await identify(route, read_credential, authenticator)
         enforce(route, identity)

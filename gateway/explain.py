@@ -51,7 +51,8 @@ async def explain(config: GatewayConfig, method: str, target: str,
         else:
             authenticator = ClaimsAuthenticator(config.providers)
             credential = lambda: claims  # noqa: E731
-        outcome = await evaluate(config.routes, method.upper(), target, credential, authenticator)
+        outcome = await evaluate(config.routes, method.upper(), target, credential, authenticator,
+                                 config.allow_path_params)
     return outcome, _report(config, method.upper(), target, outcome, token is not None, claims is not None)
 
 

@@ -84,7 +84,8 @@ async def run_cases(config: GatewayConfig, cases: list[Case]) -> list[Result]:
     authenticator = ClaimsAuthenticator(config.providers)
     results = []
     for case in cases:
-        outcome = await evaluate(config.routes, case.method, case.path, lambda c=case: c.claims, authenticator)
+        outcome = await evaluate(config.routes, case.method, case.path, lambda c=case: c.claims, authenticator,
+                                 config.allow_path_params)
         results.append(Result(case, outcome))
     return results
 

@@ -46,6 +46,7 @@ class Gateway:
         self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
+        require_c_parser()
         self.idp_session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         caches = {p.name: JwksCache(p, self.idp_session) for p in self.config.providers}
         for cache in caches.values():
@@ -113,6 +114,20 @@ class Gateway:
         await self.forwarder.stop()
         if self.idp_session is not None:
             await self.idp_session.close()
+
+
+class StartupError(Exception):
+    """The gateway refuses to start; the message says why and what to do."""
+
+
+def require_c_parser() -> None:
+    """Smuggling defences rely on llhttp, aiohttp's C parser; its pure-Python fallback is laxer."""
+    from aiohttp import http_parser
+
+    if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
+        raise StartupError("aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS is set, or aiohttp "
+                           "was installed without its compiled extensions); the pure-Python parser is laxer "
+                           "about request smuggling, so the gateway does not start")
 
 
 async def serve_forever(config: GatewayConfig, options: ServeOptions | None = None) -> None:

@@ -84,7 +84,8 @@ def split_token(token: str) -> tuple[dict, bytes]:
         raw_header = base64url_decode(encoded_header.encode("ascii"))
         raw_payload = base64url_decode(encoded_payload.encode("ascii"))
     except ValueError:  # wrong part count, non-ASCII, bad base64 (binascii.Error)
-        raise errors.unauthorized("invalid_header", "token is not a JWT: its header or payload cannot be decoded") from None
+        raise errors.unauthorized("invalid_header",
+                                  "token is not a JWT: its header or payload cannot be decoded") from None
     return parse_json_object(raw_header, "header", "invalid_header"), raw_payload
 
 

@@ -63,7 +63,7 @@ class SigningKey:
 
     @property
     def public_jwk(self) -> dict:
-        public = jwk.construct(self.pem, self.algorithm).public_key().to_dict()
+        public = jwk.construct(self.private_key, self.algorithm).public_key().to_dict()
         public.pop("alg", None)
         if self.kid is not None:
             public["kid"] = self.kid

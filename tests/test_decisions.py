@@ -186,3 +186,15 @@ async def test_keys_unavailable_is_503_and_public_still_works(flask_upstream, rs
             assert (status, body["code"]) == (503, "jwks_unavailable")
         async with client.get("/") as r:
             assert r.status == 200
+
+
+async def test_path_parameters_only_pass_when_allowed(provider, echo_upstream):
+    routes = "  - path: /files/**\n    access: public\n"
+    for allow, expected in (("false", 400), ("true", 200)):
+        text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), routes, f"allow_path_params: {allow}")
+        async with running_gateway(text) as gw, aiohttp.ClientSession() as client:
+            url = URL(f"http://127.0.0.1:{gw.port}/files/a;v=1/b", encoded=True)
+            async with client.get(url) as r:
+                assert r.status == expected
+        if expected == 200:
+            assert echo_upstream.last["path_qs"] == "/files/a;v=1/b"

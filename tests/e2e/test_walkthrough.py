@@ -125,3 +125,13 @@ def test_dev_issuer_refuses_odd_token_requests_without_500(stack):
 def test_dev_issuer_key_files_are_private(stack):
     for name in ("signing-key.pem", "clients.json"):
         assert (stack["keys"] / name).stat().st_mode & 0o077 == 0
+
+
+def test_gateway_refuses_to_start_without_the_c_http_parser():
+    import subprocess
+
+    result = subprocess.run([PY, "-m", "gateway", "serve", "--config", "config/routes.yaml", "--listen",
+                             f"127.0.0.1:{free_port()}"], cwd=REPO, capture_output=True, text=True, timeout=30,
+                            env={**__import__("os").environ, "AIOHTTP_NO_EXTENSIONS": "1"})
+    assert result.returncode == 1
+    assert "C HTTP parser is not in use" in result.stderr and "Traceback" not in result.stderr

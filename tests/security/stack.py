@@ -10,6 +10,7 @@ must stay zero.
 from __future__ import annotations
 
 import base64
+import functools
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -124,13 +125,19 @@ class Stack:
         return await rawhttp.send(self.port, data)
 
 
+@functools.lru_cache(maxsize=None)
+def public_jwk(key: SigningKey) -> dict:
+    """SigningKey.public_jwk re-parses the private PEM on every call (tens of ms); once per key is enough."""
+    return key.public_jwk
+
+
 @asynccontextmanager
 async def running_stack(rsa_key: SigningKey, ec_key: SigningKey, routes: str = ROUTES,
                         provider_extra: str = PROVIDER_EXTRA, top_extra: str = "", extra_jwks: list[dict] = ()):
     """`extra_jwks`: more JWKs published beside the two good keys (weak, misused, duplicated ones)."""
     echo = await RawEcho().start()
-    provider = await ProviderServer([rsa_key, ec_key]).start()
-    provider.jwks["keys"].extend(extra_jwks)
+    provider = await ProviderServer().start()
+    provider.jwks = {"keys": [public_jwk(rsa_key), public_jwk(ec_key), *extra_jwks]}
     try:
         text = config_text(echo.url, provider_yaml(provider.jwks_uri, extra=provider_extra), routes, top_extra)
         async with running_gateway(text) as gateway:

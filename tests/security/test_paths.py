@@ -54,7 +54,8 @@ async def test_connect_and_authority_form_are_refused(stack):
 
 async def test_parser_level_refusals_never_reach_upstream(stack):
     """Bytes the HTTP parser refuses (raw controls, raw non-ASCII, tabs) are a JSON 400 before routing."""
-    for target in (b"*", b"evil.test:443", b"/public/a\x01b", b"/public/\xc3\xa9", b"/public/\xff", b"/public/a\x7f", b"/public/a\tb"):
+    for target in (b"*", b"evil.test:443", b"/public/a\x01b", b"/public/\xc3\xa9", b"/public/\xff",
+                   b"/public/a\x7f", b"/public/a\tb"):
         answer = await stack.raw(b"GET " + target + b" HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         assert_refused(answer, 400)
     assert stack.echo.hits == 0

@@ -28,7 +28,9 @@ from gateway.verifier import Verifier, split_token
 from gateway.yaml_source import load_located
 from tests.support import AUDIENCE, ISSUER, REPO
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Fresh examples on a developer's machine; a fixed sequence in CI (CI=true), so a red build replays.
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                    derandomize=bool(os.environ.get("CI")))
 PATH_CHARS = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%/?#\\ \"<>[]{}|^`" + "é☃\x00\x1f\x7f"
 WERKZEUG_SAFE = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/;?#%\\")
 

@@ -39,30 +39,32 @@ def test_c_parser_is_what_a_fresh_gateway_process_gets():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+POST = b"POST /public/x HTTP/1.1\r\n" + H
+GET = b"GET /public/x HTTP/1.1\r\n" + H
+CHUNKED = b"Transfer-Encoding: chunked\r\n\r\n"
 REFUSED = {
-    "CL and TE": b"POST /public/x HTTP/1.1\r\n" + H + b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX",
-    "TE and CL": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nX",
-    "duplicate CL, same": b"POST /public/x HTTP/1.1\r\n" + H + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nX",
-    "duplicate CL, different": b"POST /public/x HTTP/1.1\r\n" + H + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nXY",
-    "CL list": b"POST /public/x HTTP/1.1\r\n" + H + b"Content-Length: 1, 1\r\n\r\nX",
-    "CL signed": b"POST /public/x HTTP/1.1\r\n" + H + b"Content-Length: +1\r\n\r\nX",
-    "CL negative": b"POST /public/x HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\nX",
-    "CL hex": b"POST /public/x HTTP/1.1\r\n" + H + b"Content-Length: 0x1\r\n\r\nX",
-    "TE not chunked last": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
-    "TE unknown": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
-    "TE twice": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
-    "space before colon": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
-    "TE with vertical tab": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n",
-    "obs-fold": b"GET /public/x HTTP/1.1\r\n" + H + b"X-A: 1\r\n  folded\r\n\r\n",
-    "obs-fold TE": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+    "CL and TE": POST + b"Content-Length: 6\r\n" + CHUNKED + b"0\r\n\r\nX",
+    "TE and CL": POST + b"Transfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nX",
+    "duplicate CL, same": POST + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nX",
+    "duplicate CL, different": POST + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nXY",
+    "CL list": POST + b"Content-Length: 1, 1\r\n\r\nX",
+    "CL signed": POST + b"Content-Length: +1\r\n\r\nX",
+    "CL negative": POST + b"Content-Length: -1\r\n\r\nX",
+    "CL hex": POST + b"Content-Length: 0x1\r\n\r\nX",
+    "TE not chunked last": POST + b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+    "TE unknown": POST + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+    "TE twice": POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+    "space before colon": POST + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    "TE with vertical tab": POST + b"Transfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n",
+    "obs-fold": GET + b"X-A: 1\r\n  folded\r\n\r\n",
+    "obs-fold TE": POST + b"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
     "bare LF everywhere": b"GET /public/x HTTP/1.1\nHost: gw.test\n\n",
     "bare LF in headers": b"GET /public/x HTTP/1.1\r\nHost: gw.test\nX-A: 1\r\n\r\n",
     "bare CR": b"GET /public/x HTTP/1.1\r\nHost: gw.test\rX-A: 1\r\n\r\n",
-    "NUL in header value": b"GET /public/x HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n",
-    "bad chunk size": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nX\r\n0\r\n\r\n",
-    "chunk size overflow": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
-                           + b"f" * 20 + b"\r\nX\r\n0\r\n\r\n",
-    "chunk ext with bare LF": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n1;a\nX\r\n0\r\n\r\n",
+    "NUL in header value": GET + b"X-A: a\x00b\r\n\r\n",
+    "bad chunk size": POST + CHUNKED + b"zz\r\nX\r\n0\r\n\r\n",
+    "chunk size overflow": POST + CHUNKED + b"f" * 20 + b"\r\nX\r\n0\r\n\r\n",
+    "chunk ext with bare LF": POST + CHUNKED + b"1;a\nX\r\n0\r\n\r\n",
     "two Hosts": b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "no Host": b"GET /public/x HTTP/1.1\r\n\r\n",
     "HTTP/2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
@@ -83,8 +85,8 @@ async def test_smuggled_request_in_a_body_stays_body(stack):
     """The classic CL.TE/TE.CL payload, framed unambiguously, is only ever a body to the upstream."""
     inner = b"GET /admin/x HTTP/1.1\r\nHost: gw.test\r\nX-Auth-Scopes: read:admin\r\n\r\n"
     for framing in (b"Content-Length: %d\r\n\r\n" % len(inner) + inner,
-                    b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(inner) + inner + b"\r\n0\r\n\r\n"):
-        answer = await stack.raw(b"POST /public/x HTTP/1.1\r\n" + H + framing)
+                    CHUNKED + b"%x\r\n" % len(inner) + inner + b"\r\n0\r\n\r\n"):
+        answer = await stack.raw(POST + framing)
         assert base64.b64decode(echoed(answer)["body"]) == inner
     assert [r["target"] for r in stack.echo.seen] == ["/public/x", "/public/x"]
 
@@ -117,7 +119,7 @@ async def test_body_is_reframed_for_the_upstream(stack):
 async def test_http10_with_transfer_encoding_is_not_a_desync(stack):
     """HTTP/1.0 has no chunked coding: however aiohttp reads it, nothing after it is treated as a second request."""
     smuggled = b"GET /admin/x HTTP/1.1\r\nHost: gw.test\r\n\r\n"
-    raw = b"POST /public/x HTTP/1.0\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled
+    raw = b"POST /public/x HTTP/1.0\r\n" + H + CHUNKED + b"0\r\n\r\n" + smuggled
     answers = await asyncio.to_thread(rawhttp.exchange_many, stack.port, [raw, b""])
     assert all(a.status != 200 or echoed(a)["target"] == "/public/x" for a in answers)
     assert all(r["target"] != "/admin/x" for r in stack.echo.seen)

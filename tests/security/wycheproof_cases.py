@@ -4,7 +4,7 @@ The vectors (tests/vectors/wycheproof, Apache-2.0) sign payloads like "foo",
 which a JWT gateway refuses before any signature check.  So each vector is
 used twice:
 
-* `raw_cases`: the token exactly as published.  Every one must be a 401; the
+* `all_vectors`: the token exactly as published.  Every one must be a 401; the
   ones marked valid must also verify with python-jose's signature layer (the
   one the gateway uses), or be counted as unsupported by it (PS*, EdDSA).
 * `resign_cases`: the vector's header and its defect carried onto our own
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jose import jwk, jws
 from jose.utils import base64url_decode
@@ -36,7 +36,8 @@ from tests.security.forge import HASHES, signature
 from tests.support import b64url, claims
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "wycheproof"
-FILES = {"jws": "json_web_signature_test.json", "jwk": "json_web_key_test.json", "jwcrypto": "json_web_crypto_test.json"}
+FILES = {"jws": "json_web_signature_test.json", "jwk": "json_web_key_test.json",
+         "jwcrypto": "json_web_crypto_test.json"}
 GATEWAY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 ORDERS = {"P-256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
           "P-384": 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973,
@@ -236,8 +237,6 @@ def _sign(key: dict, alg: str, signing_input: str) -> bytes | None:
 
 def _rsa_carry_valid(key: dict, alg: str, signing_input: str) -> bytes | None:
     """PKCS#1 v1.5 for keys `cryptography` refuses to load, via a correctly padded EM from a sane key."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     n = _int(key, "n")
     size = (n.bit_length() + 7) // 8
     helper = rsa.generate_private_key(65537, size * 8)
@@ -276,7 +275,8 @@ def _reference(vector: Vector, group: list[Vector]) -> Vector | None:
     if not vector.parts:
         return None
     for same in (lambda c: c.parts[:2] == vector.parts[:2], lambda c: c.parts[2] in vector.parts[1:],
-                 lambda c: c.parts[1] in vector.parts and c.parts[0] in vector.parts, lambda c: c.parts[0] == vector.parts[0]):
+                 lambda c: c.parts[1] in vector.parts and c.parts[0] in vector.parts,
+                 lambda c: c.parts[0] == vector.parts[0]):
         for candidate in valid:
             if same(candidate):
                 return candidate
@@ -313,7 +313,7 @@ def resign(vector: Vector, group: list[Vector]) -> Resigned | None:
         sig = _sign(key, vector.alg, f"{parts[0]}.{payload}")
         if sig is None:
             return Resigned(vector, f"{parts[0]}.{payload}.{parts[2] if len(parts) > 2 else ''}", False,
-                            "the vector's key cannot sign (malformed key): structure only")
+                            f"no signature can be made for alg {vector.alg!r} with this key: structure only")
         return Resigned(vector, f"{parts[0]}.{payload}.{b64url(sig) if sig else ''}", expect, why)
     ours = _sign(key, reference.alg, f"{reference.parts[0]}.{payload}")
     h, p, sig = reference.parts
