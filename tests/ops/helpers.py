@@ -14,18 +14,9 @@ from gateway.config_loader import load_config
 from gateway.lint import load_checked
 from gateway.operations import Operations, ServeOptions
 from gateway.server import Gateway
-from tests.support import AUDIENCE, ISSUER, REPO, free_port, start_process, stop_process
+from tests.support import AUDIENCE, DEFAULT_ROUTES, ISSUER, REPO, free_port, start_process, stop_process
 
-ROUTES = """\
-  - path: /
-    methods: [GET]
-    access: public
-  - path: /user
-    access: authenticated
-  - path: /admin
-    access:
-      scopes: [read:admin]
-"""
+ROUTES = DEFAULT_ROUTES
 
 
 def routes_yaml(upstream: str, providers: list[tuple[str, str, str]], routes: str = ROUTES,
