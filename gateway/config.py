@@ -51,7 +51,7 @@ class Limits:
     max_field_size: int = 16384  # one header line
     max_line_size: int = 8190  # request line
     max_headers: int = 100
-    token_cache_entries: int = 50_000  # verified tokens kept; about 1.4 KB each
+    token_cache_entries: int = 20_000  # verified tokens kept; about 1.5 KB each
     max_body_bytes: int = 1 << 30  # request body, declared or streamed: 413 beyond
     max_ws_message_bytes: int = 4 << 20  # one WebSocket message, either direction: closed with 1009
 

@@ -8,9 +8,19 @@ tokens it signed at the next refresh.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 
 from .identity import Identity
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc), so RSS falls after a burst of tokens expires."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory is reused, just not returned
+        pass
 
 
 def _key(token: str) -> bytes:
@@ -18,7 +28,7 @@ def _key(token: str) -> bytes:
 
 
 class TokenCache:
-    def __init__(self, max_entries: int = 50_000):
+    def __init__(self, max_entries: int = 20_000):
         self.max_entries = max_entries
         self.entries: dict[bytes, Identity] = {}
         self.hits = 0
@@ -50,8 +60,14 @@ class TokenCache:
         self.entries.pop(_key(token), None)
 
     def sweep(self, now: float) -> int:
-        """Drop every expired entry; returns how many went."""
-        expired = [key for key, identity in self.entries.items() if now > identity.expires_at]
-        for key in expired:
-            del self.entries[key]
-        return len(expired)
+        """Drop every expired entry; returns how many went.
+
+        The dict is rebuilt rather than deleted from, because a Python dict never
+        shrinks its table; then freed pages are returned to the OS.
+        """
+        before = len(self.entries)
+        self.entries = {key: identity for key, identity in self.entries.items() if now <= identity.expires_at}
+        swept = before - len(self.entries)
+        if swept:
+            _release_free_memory()
+        return swept

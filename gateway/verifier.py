@@ -121,7 +121,13 @@ def granted_scopes(claims: dict, scope_claims: tuple[tuple[str, ...], ...]) -> f
             granted.update(part for part in value.split(" ") if part)
         elif isinstance(value, list):
             granted.update(item for item in value if isinstance(item, str) and item and not item.isspace())
-    return frozenset(granted)
+    scopes = frozenset(granted)
+    if len(_SCOPE_SETS) < 4096:  # a few distinct sets serve many tokens: share them in the token cache
+        return _SCOPE_SETS.setdefault(scopes, scopes)
+    return _SCOPE_SETS.get(scopes, scopes)
+
+
+_SCOPE_SETS: dict[frozenset, frozenset] = {}
 
 
 class Verifier:
