@@ -13,13 +13,24 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from . import configs, procs, wrk
 from .harness import REPO, VENV_BIN, gateway_argv, serve_help
 from .tokens import BenchIssuer
+
+def start_upstream(kind: str, work: Path, port: int) -> procs.Proc:
+    """The upstream the side-by-side tools measure against: nginx `return 200`, or the Flask app (2x8)."""
+    if kind == "static":
+        proc = procs.Proc("nginx-static", ["nginx", "-c", str(configs.nginx_static(work, port)),
+                                           "-e", str(work / "nginx.stderr")], work / "nginx.log")
+    else:
+        proc = procs.Proc("flask", [str(VENV_BIN / "gunicorn"), "-c", "upstream/gunicorn.conf.py", "upstream.app:app"],
+                          work / "flask.log", cwd=REPO,
+                          env={"UPSTREAM_BIND": f"127.0.0.1:{port}", "UPSTREAM_WORKERS": "2", "UPSTREAM_THREADS": "8"})
+    proc.wait_http(port)
+    return proc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,15 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     running: list[procs.Proc] = []
     try:
         up_port = procs.free_port()
-        if args.upstream == "static":
-            running.append(procs.Proc("nginx-static", ["nginx", "-c", str(configs.nginx_static(work, up_port)),
-                                                       "-e", str(work / "nginx.stderr")], work / "nginx.log"))
-        else:
-            running.append(procs.Proc("flask", [str(VENV_BIN / "gunicorn"), "-c", "upstream/gunicorn.conf.py",
-                                                "upstream.app:app"], work / "flask.log", cwd=REPO,
-                                      env={"UPSTREAM_BIND": f"127.0.0.1:{up_port}", "UPSTREAM_WORKERS": "2",
-                                           "UPSTREAM_THREADS": "8"}))
-        running[-1].wait_http(up_port)
+        running.append(start_upstream(args.upstream, work, up_port))
         gateways = []
         for index, src in enumerate(args.srcs):
             env = {"PYTHONPATH": str(Path(src).resolve()), "GATEWAY_LOG_LEVEL": "WARNING"}
@@ -116,3 +119,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from . import configs, procs, stacks, wrk
+from .ab import start_upstream
 from .harness import REPO, VENV_BIN, gateway_argv, serve_help
 from .tokens import BenchIssuer, mint_many
 
@@ -42,15 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     src = os.environ.get("BENCH_GATEWAY_SRC")
     try:
         up_port = procs.free_port()
-        if args.upstream == "static":
-            running.append(procs.Proc("nginx-static", ["nginx", "-c", str(configs.nginx_static(work, up_port)),
-                                                       "-e", str(work / "nginx.stderr")], work / "nginx.log"))
-        else:
-            running.append(procs.Proc("flask", [str(VENV_BIN / "gunicorn"), "-c", "upstream/gunicorn.conf.py",
-                                                "upstream.app:app"], work / "flask.log", cwd=REPO,
-                                      env={"UPSTREAM_BIND": f"127.0.0.1:{up_port}", "UPSTREAM_WORKERS": "2",
-                                           "UPSTREAM_THREADS": "8"}))
-        running[-1].wait_http(up_port)
+        running.append(start_upstream(args.upstream, work, up_port))
         port = procs.free_port()
         cfg = configs.gateway(work, "gateway", up_port, issuer.jwks())
         env = {"PYTHONPATH": os.pathsep.join(p for p in (src, str(REPO)) if p), "GATEWAY_LOG_LEVEL": "WARNING"}
