@@ -185,11 +185,12 @@ def test_extract_bearer_returns_a_bounded_jws_or_none_or_401(headers, limit):
                           min_size=3, max_size=3).map(".".join)))
 def test_split_token_only_ever_refuses_with_401(token):
     try:
-        header, payload = split_token(token)
+        header, payload, signing_input, signature = split_token(token)
     except errors.Rejection as rejection:
         assert rejection.status == 401
         return
     assert isinstance(header, dict) and isinstance(payload, bytes)
+    assert signing_input == token.rsplit(".", 1)[0].encode() and isinstance(signature, bytes)
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
