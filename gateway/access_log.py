@@ -12,8 +12,9 @@ import logging
 import os
 import re
 import sys
+import itertools
+import secrets
 import time
-import uuid
 from dataclasses import asdict, dataclass
 
 log = logging.getLogger("gateway.access")
@@ -28,7 +29,11 @@ def request_id(incoming: str | None) -> str:
     """The client's X-Request-Id if it is a plain, short, token-free id; a new one otherwise."""
     if incoming is not None and _REQUEST_ID.match(incoming) and not _JWT.search(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"  # unique, not secret: cheaper than uuid4 per request
+
+
+_ID_PREFIX = secrets.token_hex(10)  # per process, so workers and restarts never repeat an id
+_ID_COUNTER = itertools.count()
 
 
 def safe_path(path: str) -> str:
