@@ -70,10 +70,16 @@ class Forwarder:
         try:
             async with self.session.request(request.method, url, headers=headers, data=body.source(),
                                             allow_redirects=False) as upstream:
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                              headers=downstream_response_headers(upstream.headers))
+                headers_out = downstream_response_headers(upstream.headers)
                 if extra_headers:
-                    response.headers.update(extra_headers)
+                    headers_out.update(extra_headers)
+                length = upstream.content_length
+                if length is not None and length <= SMALL_BODY and request.method != "HEAD" \
+                        and upstream.status not in (204, 304):
+                    # status line, headers and body leave in one write
+                    return web.Response(status=upstream.status, reason=upstream.reason, headers=headers_out,
+                                        body=await upstream.read())
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers_out)
                 await _send_back(request, upstream, response)
                 return response
         except (aiohttp.ClientError, asyncio.TimeoutError, BodyAborted) as exc:
