@@ -115,3 +115,20 @@ async def test_unix_socket_upstream(gateway_for, bearer, tmp_path):
     async with gateway_for(f"unix:{tmp_path / 'missing.sock'}") as (_, client):
         async with client.get("/status/200") as r:
             assert await _json(r) == (502, "upstream_unavailable")
+
+
+async def test_read_timeout_bounds_silence_not_the_length_of_a_stream(gateway_for, upstream):
+    """The gateway times each wait for upstream bytes itself: a live stream outlasts read_timeout, a silent one is cut."""
+    extra_upstream = f"\n  url: {upstream.url}\n  read_timeout: 0.5\n"
+    async with gateway_for(extra_upstream) as (gw, client):
+        async with client.get("/sse") as r:
+            assert r.status == 200
+            started = time.monotonic()
+            for i in range(5):  # an event every 0.25 s: 1.25 s in all, longer than read_timeout
+                upstream.controls.sse_next.put_nowait(f"e{i}")
+                assert await asyncio.wait_for(r.content.readline(), 5) == f"data: e{i}\n".encode()
+                assert await asyncio.wait_for(r.content.readline(), 5) == b"\n"
+                await asyncio.sleep(0.25)  # pacing the upstream, not waiting for the gateway
+            assert time.monotonic() - started > 1.0
+            with pytest.raises(aiohttp.ClientError):  # then silence: cut, never a clean end
+                await asyncio.wait_for(r.content.read(), 5)
