@@ -4,8 +4,9 @@ The loader already refuses a route that repeats an earlier pattern.  This
 module finds the rest of the "first match wins" traps: a later route that an
 earlier *broader* pattern swallows (an error: it can never match, and if the
 broader route is public the protected one is silently open), one that it
-swallows for some methods only (a warning), and required scopes no
-configured provider can put in a token (a warning).
+swallows for some methods only (a warning), required scopes no
+configured provider can put in a token (a warning), and keys fetched over
+plain http (a warning).
 """
 from __future__ import annotations
 
@@ -134,8 +135,18 @@ def unreachable_scopes(config: GatewayConfig) -> Iterator[Finding]:
                               False)
 
 
+def plain_http_keys(config: GatewayConfig) -> Iterator[Finding]:
+    """Keys fetched without TLS can be swapped by anyone on the path: right for a local dev issuer only."""
+    for provider in config.providers:
+        if provider.static_jwks is None and (provider.jwks_uri or provider.issuer).startswith("http://"):
+            yield Finding(provider.line, f"provider {provider.name!r} fetches its signing keys over plain http "
+                                         f"({provider.jwks_uri or provider.issuer}): fine for the local development "
+                                         "issuer, never in production (use the provider's https issuer)", False)
+
+
 def lint(config: GatewayConfig) -> list[Finding]:
-    return sorted([*shadowing(config.routes.routes), *unreachable_scopes(config)], key=lambda f: f.line)
+    return sorted([*shadowing(config.routes.routes), *unreachable_scopes(config), *plain_http_keys(config)],
+                  key=lambda f: f.line)
 
 
 def load_checked(load: Callable[[], GatewayConfig]) -> tuple[GatewayConfig, list[str]]:

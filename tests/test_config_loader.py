@@ -148,3 +148,9 @@ def test_check_command_exit_codes(tmp_path):
 def test_shipped_routes_yaml_is_valid():
     result = run_cli("check", "--config", "config/routes.yaml")
     assert result.returncode == 0, result.stderr
+
+
+def test_keys_over_plain_http_are_a_warning():
+    result = run_cli("check", "--offline", "--config", "config/routes.yaml")
+    assert result.returncode == 0
+    assert "config/routes.yaml:7: warning: provider 'dev' fetches its signing keys over plain http" in result.stdout

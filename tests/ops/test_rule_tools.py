@@ -18,7 +18,7 @@ providers:
   - name: main
     issuer: {ISSUER}
     audience: https://api.example.test
-    jwks_uri: http://127.0.0.1:1/jwks.json
+    jwks_uri: https://127.0.0.1:1/jwks.json  # https: no plain-http lint in these tables
 routes:
 """
 
@@ -128,7 +128,7 @@ def test_check_warns_about_an_unreachable_provider(tmp_path, capsys):
     code, out, _ = run(capsys, "check", "--config", str(path))
     assert code == 0
     assert f"{path}:4: warning: provider 'main': keys could not be fetched (cannot reach " \
-           "http://127.0.0.1:1/jwks.json" in out
+           "https://127.0.0.1:1/jwks.json" in out
 
 
 def test_explain_names_route_rule_and_missing_scopes(capsys):
@@ -175,7 +175,7 @@ def test_explain_usage_errors_exit_2(tmp_path, capsys):
 async def test_explain_verifies_a_real_token_against_the_providers_keys(tmp_path, provider, rsa_key):
     """--token fetches the provider's JWKS over HTTP and runs the real verifier: problems are named."""
     path = write(tmp_path, "  - path: /admin\n    access:\n      scopes: [read:admin]\n",
-                 base=BASE.replace("http://127.0.0.1:1/jwks.json", provider.jwks_uri))
+                 base=BASE.replace("https://127.0.0.1:1/jwks.json", provider.jwks_uri))
 
     async def explain(token: str) -> tuple[int, list[str]]:
         process = await asyncio.create_subprocess_exec(
