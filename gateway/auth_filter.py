@@ -21,7 +21,7 @@ from .forwarded import is_trusted
 from .forwarder import Forwarder
 from .headers import upstream_request_headers
 from .route_table import Route
-from .token_sources import find_token
+from .token_sources import HEADER, find_token
 from .websocket_relay import is_websocket_upgrade
 
 
@@ -60,8 +60,10 @@ class AuthFilter:
             if identity is not None:
                 record.subject, record.verification = identity.subject, "valid"
             decide.enforce(route, identity)
+            # the client's Authorization goes upstream only when it carried the token verified just now
+            verified_header = identity is not None and any(s.kind == HEADER for s in route.token_from)
             headers = upstream_request_headers(
-                request.headers, identity, self.config.forward_authorization,
+                request.headers, identity, self.config.forward_authorization and verified_header,
                 request.remote, request.scheme, self.config.identity_headers,
                 trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
                 host=self.config.upstream.host, websocket=is_websocket_upgrade(request))

@@ -198,3 +198,22 @@ async def test_path_parameters_only_pass_when_allowed(provider, echo_upstream):
                 assert r.status == expected
         if expected == 200:
             assert echo_upstream.last["path_qs"] == "/files/a;v=1/b"
+
+
+async def test_forwarded_authorization_is_only_ever_the_verified_one(provider, rsa_key, echo_upstream):
+    """Found in review: with forward_authorization, a route reading its token from the query passed a forged header."""
+    routes = ("  - path: /q\n    access: authenticated\n    token_from: [query:access_token]\n"
+              "  - path: /maybe\n    access: optional\n"
+              "  - path: /h\n    access: authenticated\n")
+    text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), routes, "forward_authorization: true")
+    token = rsa_key.sign(claims())
+    forged = {"Authorization": "Bearer forged.forged.forged"}
+    async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+        async with client.get(f"/q?access_token={token}", headers=forged) as r:
+            assert r.status == 200
+        assert "Authorization" not in echo_upstream.last["headers"]
+        async with client.get("/maybe", headers={"Authorization": "Basic dXNlcjpwYXNz"}) as r:
+            assert r.status == 401  # a present credential must be a valid bearer token, even where optional
+        async with client.get("/h", headers=bearer(token)) as r:
+            assert r.status == 200
+        assert echo_upstream.last["headers"]["Authorization"] == f"Bearer {token}"
