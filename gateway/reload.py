@@ -66,8 +66,12 @@ def restart_only_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     changed = []
     if (old.listen_host, old.listen_port) != (new.listen_host, new.listen_port):
         changed.append("listen")
+    live = {"upstream": {"host": None}, "clients": {"trusted_proxies": ()}}  # read per request: these do apply
     for name in ("upstream", "admin", "reload", "clients"):
-        if getattr(old, name, None) != getattr(new, name, None):
+        before, after = getattr(old, name, None), getattr(new, name, None)
+        if name in live and before is not None and after is not None:
+            before, after = (dataclasses.replace(v, **live[name]) for v in (before, after))
+        if before != after:
             changed.append(name)
     if dataclasses.replace(old.limits, max_token_bytes=0) != dataclasses.replace(new.limits, max_token_bytes=0):
         changed.append("limits (other than max_token_bytes)")

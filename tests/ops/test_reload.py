@@ -154,3 +154,21 @@ async def test_watch_waits_for_a_settled_file(tmp_path):
     assert not watch.poll()  # and only once
     path.unlink()
     assert not watch.poll()  # a file being replaced is not an empty config
+
+
+def test_restart_only_settings_leave_out_what_reload_applies():
+    """Found in review: the warning named upstream/clients although their host and trusted proxies apply at once."""
+    import dataclasses
+
+    from gateway.config_loader import build_config
+    from gateway.reload import restart_only_changes
+    from gateway.yaml_source import load_located
+    from tests.support import DEFAULT_ROUTES, REPO, config_text, provider_yaml
+
+    base = build_config(load_located(config_text("http://127.0.0.1:5000", provider_yaml("https://k.test/j"),
+                                                 DEFAULT_ROUTES), {}), "<t>", REPO)
+    live = dataclasses.replace(base, upstream=dataclasses.replace(base.upstream, host="api.internal"),
+                               clients=dataclasses.replace(base.clients, trusted_proxies=base.clients.trusted_proxies + (1,)))
+    assert restart_only_changes(base, live) == []
+    moved = dataclasses.replace(base, upstream=dataclasses.replace(base.upstream, url="http://127.0.0.1:6000"))
+    assert restart_only_changes(base, moved) == ["upstream"]
