@@ -21,6 +21,7 @@ from . import errors
 from .body_stream import BodyAborted, RequestBody
 from .config import ClientConfig, Limits, UpstreamConfig
 from .headers import downstream_response_headers
+from .upstream_client import UpstreamGone, UpstreamPool
 from .websocket_relay import WebSocketRelay, is_websocket_upgrade
 
 log = logging.getLogger("gateway.forwarder")
@@ -35,6 +36,7 @@ class Forwarder:
         self.clients = clients
         self.base = "http://localhost" if config.url.startswith("unix:") else config.url.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
+        self.pool: UpstreamPool | None = None
         self.websockets: WebSocketRelay | None = None
 
     async def start(self) -> None:
@@ -53,8 +55,15 @@ class Forwarder:
                                           sock_read=self.config.read_timeout),
         )
         self.websockets = WebSocketRelay(self.session, self.limits.max_ws_message_bytes)
+        parts = URL(self.base)
+        unix = self.config.url[5:] if self.config.url.startswith("unix:") else None
+        self.pool = UpstreamPool(parts.host, parts.port, unix, self.config.pool_size, self.config.connect_timeout,
+                                 self.config.read_timeout)
+        self.default_host = "localhost" if unix else parts.raw_authority
 
     async def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         if self.session is not None:
             await self.session.close()
 
@@ -65,6 +74,8 @@ class Forwarder:
         url = URL(self.base + path + ("?" + query if query else ""), encoded=True)
         if is_websocket_upgrade(request):
             return await self.websockets.relay(request, url, headers, expires_at)
+        if not request.body_exists and request.method != "HEAD":
+            return await self._forward_bodiless(request, path, query, headers, extra_headers)
         body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout)
         response: web.StreamResponse | None = None
         try:
@@ -93,6 +104,56 @@ class Forwarder:
             if isinstance(exc, asyncio.TimeoutError):
                 raise errors.upstream_timeout() from None
             raise errors.upstream_unavailable() from None
+
+
+    async def _forward_bodiless(self, request: web.BaseRequest, path: str, query: str, headers: CIMultiDict,
+                                extra_headers: dict[str, str] | None) -> web.StreamResponse:
+        """The common case on the lean pool: one write out, aiohttp's C parser on the way back."""
+        lines = [f"{request.method} {path}{'?' + query if query else ''} HTTP/1.1"]
+        if "Host" not in headers:
+            lines.append(f"Host: {self.default_host}")
+        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        text = "\r\n".join(lines)
+        if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1 or "\0" in text:
+            raise errors.upstream_unavailable()  # never reached: parsed and verified values hold no CR/LF
+        response: web.StreamResponse | None = None
+        try:
+            connection, message, payload = await self.pool.request(request.method, (text + "\r\n\r\n").encode())
+        except TimeoutError:  # before OSError, of which it is a subclass
+            raise errors.upstream_timeout() from None
+        except (UpstreamGone, OSError):
+            raise errors.upstream_unavailable() from None
+        try:
+            headers_out = downstream_response_headers(message.headers)
+            if extra_headers:
+                headers_out.update(extra_headers)
+            length = message.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) <= SMALL_BODY \
+                    and message.code not in (204, 304):
+                async with asyncio.timeout(self.config.read_timeout):
+                    body = await payload.read()
+                return web.Response(status=message.code, reason=message.reason, headers=headers_out, body=body)
+            response = web.StreamResponse(status=message.code, reason=message.reason, headers=headers_out)
+            await response.prepare(request)
+            while True:
+                async with asyncio.timeout(self.config.read_timeout):
+                    chunk = await payload.readany()
+                if not chunk:
+                    break
+                await response.write(chunk)  # waits for the client to drain: backpressure to the upstream
+            await response.write_eof()
+            return response
+        except (UpstreamGone, OSError, TimeoutError, aiohttp.ClientPayloadError) as exc:
+            if response is not None and response.prepared:
+                log.info("%s %s: response cut short after it started (%s)", request.method, path,
+                         type(exc).__name__)
+                request.protocol.force_close()
+                return response
+            if isinstance(exc, TimeoutError):
+                raise errors.upstream_timeout() from None
+            raise errors.upstream_unavailable() from None
+        finally:
+            self.pool.release(connection, message, payload)
 
 
 async def _send_back(request: web.BaseRequest, upstream: aiohttp.ClientResponse,

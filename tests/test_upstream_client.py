@@ -1,0 +1,67 @@
+"""The lean upstream pool against a real socket server that closes a kept-alive connection as it is reused."""
+import asyncio
+
+import pytest
+
+from gateway.upstream_client import UpstreamGone, UpstreamPool
+
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def one_answer_per_connection():
+    """Answers the first request on each connection; drops the connection on the second, unanswered."""
+    connections = []
+
+    async def serve(reader, writer):
+        connections.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(ANSWER)
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the reuse: close instead of answering
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, connections
+
+
+async def roundtrip(pool, method):
+    head = f"{method} / HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    connection, message, payload = await pool.request(method, head)
+    body = await payload.read()
+    pool.release(connection, message, payload)
+    return message.code, body
+
+
+@pytest.mark.parametrize("method, retried", [("GET", True), ("POST", False)])
+async def test_a_reused_connection_the_upstream_dropped_is_retried_only_when_idempotent(method, retried):
+    server, connections = await one_answer_per_connection()
+    pool = UpstreamPool("127.0.0.1", server.sockets[0].getsockname()[1], None, 4, 5, 5)
+    try:
+        assert await roundtrip(pool, method) == (200, b"ok")
+        assert len(pool.idle) == 1  # kept alive for the next request
+        if retried:
+            assert await roundtrip(pool, method) == (200, b"ok")
+            assert len(connections) == 2  # the retry went out on a fresh connection
+        else:
+            with pytest.raises(UpstreamGone):
+                await roundtrip(pool, method)
+    finally:
+        pool.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_timed_out_connection_is_never_reused():
+    async def silent(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(3600)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    pool = UpstreamPool("127.0.0.1", server.sockets[0].getsockname()[1], None, 4, 5, 0.2)
+    try:
+        with pytest.raises(TimeoutError):
+            await roundtrip(pool, "GET")
+        assert not pool.idle
+    finally:
+        pool.close()
+        server.close()
