@@ -44,6 +44,8 @@ class _Connection(BaseProtocol):
             self.transport.close()
             return
         for message, payload in messages:
+            if 100 <= message.code < 200:  # 103 Early Hints and the like: the final answer follows
+                continue
             if self.waiter is not None and not self.waiter.done():
                 self.payload = payload
                 self.waiter.set_result((message, payload))

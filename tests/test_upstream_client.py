@@ -65,3 +65,19 @@ async def test_a_timed_out_connection_is_never_reused():
     finally:
         pool.close()
         server.close()
+
+
+async def test_informational_answers_are_skipped_for_the_final_one():
+    async def hints(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" + ANSWER)
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(hints, "127.0.0.1", 0)
+    pool = UpstreamPool("127.0.0.1", server.sockets[0].getsockname()[1], None, 4, 5, 5)
+    try:
+        assert await roundtrip(pool, "GET") == (200, b"ok")
+    finally:
+        pool.close()
+        server.close()
