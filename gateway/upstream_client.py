@@ -90,6 +90,8 @@ class UpstreamPool:
         self.max_line_size, self.max_field_size = max_line_size, max_field_size
         self.idle: deque[_Connection] = deque()
         self.open: set[_Connection] = set()
+        self.slots = asyncio.Semaphore(size)  # requests in flight, as aiohttp's connector limit: the upstream's
+        # worker count, not the client count, bounds how many connections it has to hold
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -110,15 +112,23 @@ class UpstreamPool:
         return None
 
     async def request(self, method: str, head: bytes) -> tuple[_Connection, RawResponseMessage, StreamReader]:
-        """Send a bodiless request; a reused connection the upstream had closed is retried once, fresh."""
-        connection = self._take_idle() or await self._connect()
+        """Send a bodiless request; a reused connection the upstream had closed is retried once, fresh.
+
+        Takes a slot that `release` gives back; on failure the slot is given back here.
+        """
+        await self.slots.acquire()
         try:
-            message, payload = await self._exchange(connection, head)
-        except UpstreamGone:
-            if not connection.reused or method not in IDEMPOTENT:
-                raise
-            connection = await self._connect()
-            message, payload = await self._exchange(connection, head)
+            connection = self._take_idle() or await self._connect()
+            try:
+                message, payload = await self._exchange(connection, head)
+            except UpstreamGone:
+                if not connection.reused or method not in IDEMPOTENT:
+                    raise
+                connection = await self._connect()
+                message, payload = await self._exchange(connection, head)
+        except BaseException:
+            self.slots.release()
+            raise
         return connection, message, payload
 
     async def _exchange(self, connection: _Connection, head: bytes) -> tuple[RawResponseMessage, StreamReader]:
@@ -131,6 +141,7 @@ class UpstreamPool:
 
     def release(self, connection: _Connection, message: RawResponseMessage, payload: StreamReader) -> None:
         """Back to the pool only when the answer was read to its end and may be followed by another."""
+        self.slots.release()
         reusable = (not connection.closed and not message.should_close and payload.is_eof()
                     and payload.exception() is None and len(self.idle) < self.size)
         if reusable:

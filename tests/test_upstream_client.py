@@ -81,3 +81,37 @@ async def test_informational_answers_are_skipped_for_the_final_one():
     finally:
         pool.close()
         server.close()
+
+
+async def test_requests_in_flight_are_bounded_by_the_pool_size():
+    busy, most = 0, 0
+    release = asyncio.Event()
+
+    async def slow(reader, writer):
+        nonlocal busy, most
+        try:
+            while True:  # keep-alive: one answer per request head, for as long as the connection lives
+                await reader.readuntil(b"\r\n\r\n")
+                busy += 1
+                most = max(most, busy)
+                await release.wait()
+                busy -= 1
+                writer.write(ANSWER)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    pool = UpstreamPool("127.0.0.1", server.sockets[0].getsockname()[1], None, 2, 5, 5)
+    try:
+        calls = [asyncio.ensure_future(roundtrip(pool, "GET")) for _ in range(5)]
+        while busy < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # room for a third request to (wrongly) get through
+        assert most == 2 and not any(call.done() for call in calls)
+        release.set()
+        assert await asyncio.wait_for(asyncio.gather(*calls), 10) == [(200, b"ok")] * 5
+        assert most == 2
+    finally:
+        pool.close()
+        server.close()
