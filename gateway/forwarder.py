@@ -10,11 +10,13 @@ cut without a terminating chunk, so a truncated body never looks complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from aiohttp.streams import StreamReader
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import errors
@@ -77,34 +79,18 @@ class Forwarder:
         if not request.body_exists and request.method != "HEAD":
             return await self._forward_bodiless(request, path, query, headers, extra_headers)
         body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout)
-        response: web.StreamResponse | None = None
         try:
             async with self.session.request(request.method, url, headers=headers, data=body.source(),
                                             allow_redirects=False) as upstream:
-                headers_out = downstream_response_headers(upstream.headers)
-                if extra_headers:
-                    headers_out.update(extra_headers)
-                length = upstream.content_length
-                if length is not None and length <= SMALL_BODY and request.method != "HEAD" \
-                        and upstream.status not in (204, 304):
-                    # status line, headers and body leave in one write
-                    return web.Response(status=upstream.status, reason=upstream.reason, headers=headers_out,
-                                        body=await upstream.read())
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers_out)
-                await _send_back(request, upstream, response)
-                return response
+                # aiohttp's own sock_read timer bounds each read here
+                return await _relay_answer(request, path, upstream.status, upstream.reason, upstream.headers,
+                                           upstream.content, extra_headers, None)
         except (aiohttp.ClientError, asyncio.TimeoutError, BodyAborted) as exc:
-            if response is not None and response.prepared:
-                log.info("%s %s: response cut short after it started (%s)", request.method, path,
-                         body.failure.code if body.failure else type(exc).__name__)
-                request.protocol.force_close()  # no terminating chunk: the client sees a truncated body
-                return response
             if body.failure is not None:
                 raise body.failure from None
             if isinstance(exc, asyncio.TimeoutError):
                 raise errors.upstream_timeout() from None
             raise errors.upstream_unavailable() from None
-
 
     async def _forward_bodiless(self, request: web.BaseRequest, path: str, query: str, headers: CIMultiDict,
                                 extra_headers: dict[str, str] | None) -> web.StreamResponse:
@@ -116,7 +102,6 @@ class Forwarder:
         text = "\r\n".join(lines)
         if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1 or "\0" in text:
             raise errors.upstream_unavailable()  # never reached: parsed and verified values hold no CR/LF
-        response: web.StreamResponse | None = None
         try:
             connection, message, payload = await self.pool.request(request.method, (text + "\r\n\r\n").encode())
         except TimeoutError:  # before OSError, of which it is a subclass
@@ -124,47 +109,53 @@ class Forwarder:
         except (UpstreamGone, OSError):
             raise errors.upstream_unavailable() from None
         try:
-            headers_out = downstream_response_headers(message.headers)
-            if extra_headers:
-                headers_out.update(extra_headers)
-            length = message.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) <= SMALL_BODY \
-                    and message.code not in (204, 304):
-                async with asyncio.timeout(self.config.read_timeout):
-                    body = await payload.read()
-                return web.Response(status=message.code, reason=message.reason, headers=headers_out, body=body)
-            response = web.StreamResponse(status=message.code, reason=message.reason, headers=headers_out)
-            await response.prepare(request)
-            while True:
-                async with asyncio.timeout(self.config.read_timeout):
-                    chunk = await payload.readany()
-                if not chunk:
-                    break
-                await response.write(chunk)  # waits for the client to drain: backpressure to the upstream
-            await response.write_eof()
-            return response
-        except (UpstreamGone, OSError, TimeoutError, aiohttp.ClientPayloadError) as exc:
-            if response is not None and response.prepared:
-                log.info("%s %s: response cut short after it started (%s)", request.method, path,
-                         type(exc).__name__)
-                request.protocol.force_close()
-                return response
-            if isinstance(exc, TimeoutError):
-                raise errors.upstream_timeout() from None
+            return await _relay_answer(request, path, message.code, message.reason, message.headers, payload,
+                                       extra_headers, self.config.read_timeout)
+        except TimeoutError:  # before OSError, of which it is a subclass
+            raise errors.upstream_timeout() from None
+        except (UpstreamGone, OSError, aiohttp.ClientPayloadError):
             raise errors.upstream_unavailable() from None
         finally:
             self.pool.release(connection, message, payload)
 
 
-async def _send_back(request: web.BaseRequest, upstream: aiohttp.ClientResponse,
-                     response: web.StreamResponse) -> None:
-    length = upstream.content_length
-    if length is not None and length <= SMALL_BODY:
-        body = await upstream.read()
-        await response.prepare(request)
-        await response.write_eof(body)
-        return
+CUT_SHORT = (aiohttp.ClientError, UpstreamGone, OSError, asyncio.TimeoutError, BodyAborted)
+
+
+async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason: str | None,
+                        upstream_headers: CIMultiDictProxy, content: StreamReader,
+                        extra_headers: dict[str, str] | None, silence: float | None) -> web.StreamResponse:
+    """The upstream's answer to the client, for both upstream clients.
+
+    Small bodies are read whole, so a failure can still become a clean 502/504, and leave with the head
+    in one write; the rest stream with backpressure.  `silence` bounds each wait for upstream bytes
+    where the client has no read timer of its own.  A failure once the answer has started cuts the
+    client connection without a terminating chunk, so a truncated body never looks complete.
+    """
+    headers_out = downstream_response_headers(upstream_headers)
+    if extra_headers:
+        headers_out.update(extra_headers)
+    length = upstream_headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) <= SMALL_BODY \
+            and request.method != "HEAD" and status not in (204, 304):
+        async with _deadline(silence):
+            body = await content.read()
+        return web.Response(status=status, reason=reason, headers=headers_out, body=body)
+    response = web.StreamResponse(status=status, reason=reason, headers=headers_out)
     await response.prepare(request)
-    async for chunk in upstream.content.iter_any():
-        await response.write(chunk)  # waits for the client to drain: backpressure to the upstream
-    await response.write_eof()
+    try:
+        while True:
+            async with _deadline(silence):
+                chunk = await content.readany()
+            if not chunk:
+                break
+            await response.write(chunk)  # waits for the client to drain: backpressure to the upstream
+        await response.write_eof()
+    except CUT_SHORT as exc:
+        log.info("%s %s: response cut short after it started (%s)", request.method, path, type(exc).__name__)
+        request.protocol.force_close()  # no terminating chunk: the client sees a truncated body
+    return response
+
+
+def _deadline(seconds: float | None):
+    return asyncio.timeout(seconds) if seconds else contextlib.nullcontext()
