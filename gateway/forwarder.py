@@ -73,11 +73,11 @@ class Forwarder:
                       headers: CIMultiDict, extra_headers: dict[str, str] | None = None,
                       expires_at: float | None = None) -> web.StreamResponse:
         """`expires_at`: when the token that authorized this request expires (WebSockets close then)."""
+        if not request.body_exists and request.method != "HEAD" and not is_websocket_upgrade(request):
+            return await self._forward_bodiless(request, path, query, headers, extra_headers)
         url = URL(self.base + path + ("?" + query if query else ""), encoded=True)
         if is_websocket_upgrade(request):
             return await self.websockets.relay(request, url, headers, expires_at)
-        if not request.body_exists and request.method != "HEAD":
-            return await self._forward_bodiless(request, path, query, headers, extra_headers)
         body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout)
         try:
             async with self.session.request(request.method, url, headers=headers, data=body.source(),
@@ -98,12 +98,13 @@ class Forwarder:
         lines = [f"{request.method} {path}{'?' + query if query else ''} HTTP/1.1"]
         if "Host" not in headers:
             lines.append(f"Host: {self.default_host}")
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append("\r\n")
         text = "\r\n".join(lines)
-        if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1 or "\0" in text:
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines) or "\0" in text:
             raise errors.upstream_unavailable()  # never reached: parsed and verified values hold no CR/LF
         try:
-            connection, message, payload = await self.pool.request(request.method, (text + "\r\n\r\n").encode())
+            connection, message, payload = await self.pool.request(request.method, text.encode())
         except TimeoutError:  # before OSError, of which it is a subclass
             raise errors.upstream_timeout() from None
         except (UpstreamGone, OSError):
@@ -138,8 +139,11 @@ async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason
     length = upstream_headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) <= SMALL_BODY \
             and request.method != "HEAD" and status not in (204, 304):
-        async with _deadline(silence):
+        if content.is_eof():  # the usual case: the whole body came with the head, nothing to wait for
             body = await content.read()
+        else:
+            async with _deadline(silence):
+                body = await content.read()
         return web.Response(status=status, reason=reason, headers=headers_out, body=body)
     response = web.StreamResponse(status=status, reason=reason, headers=headers_out)
     await response.prepare(request)

@@ -7,6 +7,8 @@ sends can forge or remove what the upstream trusts.
 """
 from __future__ import annotations
 
+import functools
+
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .forwarded import forwarding_headers
@@ -57,6 +59,13 @@ def is_proxy_header(name: str) -> bool:
     return _spelt_as(name, PROXY_PREFIXES, PROXY_HEADERS)
 
 
+@functools.lru_cache(maxsize=4096)  # bounded: clients choose the names; the hot path sees the same few
+def _never_forwarded(lower: str, strip: frozenset[str]) -> bool:
+    """Hop-by-hop, answered here, identity (X-Auth-*, claim headers) or proxy headers (rebuilt below)."""
+    return lower in HOP_BY_HOP or lower in ANSWERED_HERE or is_identity_header(lower, strip) \
+        or is_proxy_header(lower)
+
+
 def upstream_request_headers(incoming: CIMultiDictProxy, identity: Identity | None,
                              forward_authorization: bool, peer: str | None,
                              scheme: str, strip: frozenset[str] = frozenset(), *,
@@ -71,18 +80,14 @@ def upstream_request_headers(incoming: CIMultiDictProxy, identity: Identity | No
     out = CIMultiDict()
     for name, value in incoming.items():
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in listed or lower in ANSWERED_HERE:
+        if _never_forwarded(lower, strip) or lower in listed:
             continue
         if websocket and lower in WEBSOCKET_HANDSHAKE:
             continue
         if lower == "host" and host != HOST_PASS:
             continue
-        if is_identity_header(lower, strip):
-            continue
         if lower == "authorization" and not forward_authorization:
             continue
-        if is_proxy_header(lower):
-            continue  # rebuilt below: extended for a trusted proxy, replaced for anyone else
         out.add(name, value)
     if host not in (HOST_PASS, HOST_UPSTREAM):
         out["Host"] = host

@@ -56,8 +56,7 @@ class Metrics:
                                    registry=r)
         for result in ("accepted", "refused"):
             self.reloads.labels(result)
-        self._request_children: dict[tuple, object] = {}
-        self._upstream_children: dict[str, object] = {}
+        self._children: dict[tuple, object] = {}  # labels() per request costs more than the inc itself
         self._seen: WeakKeyDictionary = WeakKeyDictionary()
         self._providers: set[str] = set()
 
@@ -67,18 +66,11 @@ class Metrics:
     def observe(self, record: AccessRecord) -> None:
         route = record.route or "-"
         method = record.method if record.method in KNOWN_METHODS else "OTHER"
-        key = (route, method, record.decision, record.status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(route, method, record.decision, str(record.status))
-        child.inc()
+        _child(self._children, self.requests, route, method, record.decision, str(record.status)).inc()
         if record.upstream_ms is not None:
-            histogram = self._upstream_children.get(route)
-            if histogram is None:
-                histogram = self._upstream_children[route] = self.upstream.labels(route)
-            histogram.observe(record.upstream_ms / 1000.0)
+            _child(self._children, self.upstream, route).observe(record.upstream_ms / 1000.0)
         if record.verification is not None:
-            self.verifications.labels(record.verification).inc()
+            _child(self._children, self.verifications, record.verification).inc()
 
     def reload(self, accepted: bool) -> None:
         self.reloads.labels("accepted" if accepted else "refused").inc()
@@ -112,6 +104,15 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _child(children: dict[tuple, object], metric, *labels: str):
+    """The labelled child of `metric`, looked up once per distinct label values."""
+    key = (metric, *labels)
+    child = children.get(key)
+    if child is None:
+        child = children[key] = metric.labels(*labels)
+    return child
 
 
 def render_multiprocess(directory: str) -> bytes:

@@ -70,11 +70,20 @@ class _Connection(BaseProtocol):
             self.waiter.set_exception(exc)
 
     async def exchange(self, head: bytes, timeout: float) -> tuple[RawResponseMessage, StreamReader]:
-        self.waiter = self._loop.create_future()
+        waiter = self.waiter = self._loop.create_future()
         self.payload = None
         self.transport.write(head)
-        async with asyncio.timeout(timeout):
-            return await self.waiter
+        # one timer handle, not an asyncio.timeout context: this runs once per proxied request
+        timer = self._loop.call_later(timeout, self._time_out, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    @staticmethod
+    def _time_out(waiter: asyncio.Future) -> None:
+        if not waiter.done():
+            waiter.set_exception(TimeoutError("no answer from the upstream within read_timeout"))
 
 
 class UpstreamPool:
