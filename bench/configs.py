@@ -14,6 +14,16 @@ from pathlib import Path
 
 from .tokens import AUDIENCE, ISSUER
 
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "routes.yaml"
+
+
+def shipped_routes() -> str:
+    """The `routes:` items of config/routes.yaml, as text, so the bench measures the rules users run."""
+    lines = SHIPPED_CONFIG.read_text().splitlines()
+    start = lines.index("routes:") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i] and not lines[i].startswith((" ", "#"))), len(lines))
+    return "\n".join(lines[start:end]) + "\n"
+
 ADMIN_BODY = '{"msg":"Hello admin!"}'
 LEEWAY = 1  # seconds, the same for the gateway and HAProxy; one machine has one clock
 
@@ -169,15 +179,7 @@ providers:
     algorithms: [{", ".join(algorithms)}]
     leeway: {LEEWAY}
 routes:
-  - path: /
-    methods: [GET]
-    access: public
-  - path: /user
-    access: authenticated
-  - path: /admin
-    access:
-      scopes: [read:admin]
-"""
+""" + shipped_routes()
     path = work / f"{name}.yaml"
     path.write_text(text)
     return path

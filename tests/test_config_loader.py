@@ -7,7 +7,7 @@ import pytest
 
 from gateway import policy
 from gateway.config_loader import ConfigError, load_config
-from tests.support import REPO
+from tests.support import DEFAULT_ROUTES, REPO
 
 GOOD = """\
 listen: 127.0.0.1:8080
@@ -19,15 +19,7 @@ providers:
     jwks_uri: http://127.0.0.1:9000/.well-known/jwks.json
     algorithms: [RS256]
 routes:
-  - path: /
-    methods: [GET]
-    access: public
-  - path: /user
-    access: authenticated
-  - path: /admin
-    access:
-      scopes: [read:admin]
-"""
+""" + DEFAULT_ROUTES
 
 
 def write(tmp_path, text, name="routes.yaml"):
