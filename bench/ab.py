@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="INDEX:NAME=VALUE, an environment variable for copy INDEX (0-based)")
     parser.add_argument("--args", action="append", default=[],
                         help="INDEX:ARG, an extra `serve` argument for copy INDEX (e.g. 1:--workers=2)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run bench/experiments/floor_proxy.py: a relay with no auth, the least a Python proxy pays")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "results" / "ab-work")
     args = parser.parse_args(argv)
 
@@ -72,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
             running.append(proc)
             proc.wait_http(port)
             gateways.append((f"{index}:{src}", f"http://127.0.0.1:{port}{args.path}", proc))
+        if args.floor:
+            port = procs.free_port()
+            proc = procs.Proc("floor", [str(VENV_BIN / "python"), str(REPO / "bench" / "experiments" / "floor_proxy.py"),
+                                        str(port), str(up_port)], work / "floor.log",
+                              env={"PYTHONPATH": str(REPO)}, cwd=work)
+            running.append(proc)
+            proc.wait_http(port)
+            gateways.append(("floor (no auth)", f"http://127.0.0.1:{port}{args.path}", proc))
         headers = {"Authorization": f"Bearer {token}"}
         results = {label: [] for label, _, _ in gateways}
         for label, url, _ in gateways:
