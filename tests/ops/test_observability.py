@@ -1,10 +1,13 @@
 """Admin listener, metrics, readiness and the access log, on in-process gateways and real processes."""
+import asyncio
 import json
+import logging
 import re
 
 import aiohttp
 from multidict import CIMultiDict
 
+from gateway import access_log
 from tests.ops.helpers import (
     default_provider, eventually, free_port, get_text, metric, operated_gateway, routes_yaml, serve_process,
     stop_process,
@@ -140,3 +143,48 @@ async def test_access_log_is_json_with_request_ids_and_never_the_token(tmp_path,
     assert (denied["decision"], denied["reason"], denied["upstream_ms"]) == ("deny", "insufficient_scope", None)
     last = access[-1]
     assert last["path"] == "/user" and last["request_id"] != token and last["reason"] == "authorization_header_missing"
+
+
+class CountingStream:
+    """A stderr stand-in that records each write, so the test sees how lines were grouped."""
+
+    def __init__(self):
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def batching_logger(stream: CountingStream) -> logging.Logger:
+    handler = access_log.LineBatchingHandler(stream)
+    handler.setFormatter(access_log.JsonFormatter())
+    logger = logging.getLogger(f"test.batching.{id(stream)}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+async def test_access_lines_of_one_loop_turn_leave_in_whole_line_writes_of_at_most_pipe_buf():
+    stream = CountingStream()
+    logger = batching_logger(stream)
+    for n in range(40):  # ~40 x 150 bytes: more than one PIPE_BUF
+        logger.info("line %d %s", n, "x" * 60)
+    assert stream.writes == []  # nothing yet: the turn is not over
+    await asyncio.sleep(0)  # the end of this turn
+    lines = "".join(stream.writes).splitlines()
+    assert [json.loads(line)["message"].split()[1] for line in lines] == [str(n) for n in range(40)]
+    assert 1 < len(stream.writes) < 40
+    assert all(len(w) <= access_log.PIPE_BUF and w.endswith("\n") for w in stream.writes)
+    logger.info("later")
+    await asyncio.sleep(0)
+    assert json.loads(stream.writes[-1])["message"] == "later"  # an idle gateway's line still leaves at once
+
+
+def test_without_a_running_loop_a_line_is_written_at_once():
+    stream = CountingStream()
+    batching_logger(stream).info("from a CLI command")
+    assert len(stream.writes) == 1 and json.loads(stream.writes[0])["message"] == "from a CLI command"
