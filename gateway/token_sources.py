@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 
@@ -73,3 +74,22 @@ def find_token(request: web.BaseRequest, sources: tuple[TokenSource, ...], max_t
         raise errors.ambiguous_token(" and ".join(places) if len(places) > 1 else f"{places[0]}, more than once")
     source, token = found[0]
     return token if source.kind == HEADER else check_token(token, max_token_bytes)
+
+
+def query_without_tokens(query: str, sources: tuple[TokenSource, ...]) -> str:
+    """The raw query minus every parameter a token may come from; all other bytes as the client sent them.
+
+    Names are decoded as the extractor reads them (yarl's parse_qsl rules), so the pair it took the
+    token from is the pair removed here.
+    """
+    names = {source.name for source in sources if source.kind == QUERY}
+    if not names or not query:
+        return query
+    return "&".join(pair for pair in query.split("&") if unquote_plus(pair.partition("=")[0]) not in names)
+
+
+def cookie_without_tokens(header: str, sources: tuple[TokenSource, ...]) -> str:
+    """A Cookie header value minus the cookies a token may come from ('' when none is left)."""
+    names = {source.name for source in sources if source.kind == COOKIE}
+    kept = [pair for pair in header.split(";") if pair.partition("=")[0].strip() not in names]
+    return ";".join(kept).strip()

@@ -217,3 +217,22 @@ async def test_forwarded_authorization_is_only_ever_the_verified_one(provider, r
         async with client.get("/h", headers=bearer(token)) as r:
             assert r.status == 200
         assert echo_upstream.last["headers"]["Authorization"] == f"Bearer {token}"
+
+
+async def test_query_and_cookie_tokens_stay_at_the_gateway(provider, rsa_key, echo_upstream):
+    """Like the Authorization header: the upstream gets the verified claims, not the credential (nor its logs)."""
+    routes = "  - path: /q\n    access: authenticated\n    token_from: [query:access_token, cookie:session]\n"
+    token = rsa_key.sign(claims())
+    for forward, kept in ((False, False), (True, True)):
+        extra = "forward_authorization: true" if forward else ""
+        text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), routes, extra)
+        async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+            url = URL(f"http://127.0.0.1:{gw.port}/q?a=%2F+1&access_token={token}&b", encoded=True)
+            async with client.get(url) as r:
+                assert r.status == 200
+            assert echo_upstream.last["path_qs"] == (f"/q?a=%2F+1&access_token={token}&b" if kept else "/q?a=%2F+1&b")
+            async with client.get("/q", headers={"Cookie": f"theme=dark; session={token}"}) as r:
+                assert r.status == 200
+            expected = f"theme=dark; session={token}" if kept else "theme=dark"
+            assert echo_upstream.last["headers"]["Cookie"] == expected
+            assert echo_upstream.last["headers"]["X-Auth-Subject"] == claims()["sub"]
