@@ -78,6 +78,29 @@ async def test_random_kid_flood_causes_bounded_fetches(echo_upstream, rsa_key):
         await server.stop()
 
 
+async def test_warm_keys_mean_no_fetch_on_the_request_path(echo_upstream, rsa_key, ec_key):
+    """Issue 7: a cache miss costs one signature check and no JWKS fetch while the token's kid is published."""
+    server = await ProviderServer([rsa_key, ec_key]).start()
+    try:
+        extra = FAST.replace("cooldown: 0.3", "cooldown: 60")
+        async with await gateway_for(server, echo_upstream.url, extra=extra) as gw, \
+                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+            cache = gw.caches["test"]
+            cache._last_attempt -= 60  # past the cooldown: an unknown-kid refresh would be allowed to happen now
+            fetches, discovery = server.fetches, server.discovery_fetches
+            tokens = [key.sign(claims(sub=f"user-{i}", jti=str(uuid.uuid4()))) for i in range(150)
+                      for key in (rsa_key, ec_key)]
+            assert len(set(tokens)) == 300
+            misses = gw.token_cache.misses
+            results = await asyncio.gather(*(status_of(client, t) for t in tokens))
+            assert set(results) == {(200, None)}
+            assert (server.fetches, server.discovery_fetches) == (fetches, discovery)
+            assert cache.stats.unknown_kid_refreshes == 0 and cache.stats.fetches == fetches
+            assert gw.token_cache.misses - misses == 300  # each was verified, none served from the token cache
+    finally:
+        await server.stop()
+
+
 async def test_idp_down_after_start_keeps_valid_tokens_working(echo_upstream, rsa_key):
     server = await ProviderServer([rsa_key]).start()
     try:
