@@ -155,12 +155,13 @@ class LineBatchingHandler(logging.StreamHandler):
         batch: list[str] = []
         size = 0
         for line in lines:
-            if batch and size + len(line) > PIPE_BUF:
+            length = len(line) if line.isascii() else len(line.encode("utf-8", "backslashreplace"))  # bytes
+            if batch and size + length > PIPE_BUF:
                 self.stream.write("".join(batch))
                 self.stream.flush()
                 batch, size = [], 0
             batch.append(line)
-            size += len(line)
+            size += length
         if batch:
             self.stream.write("".join(batch))
             self.stream.flush()

@@ -89,7 +89,14 @@ def query_without_tokens(query: str, sources: tuple[TokenSource, ...]) -> str:
 
 
 def cookie_without_tokens(header: str, sources: tuple[TokenSource, ...]) -> str:
-    """A Cookie header value minus the cookies a token may come from ('' when none is left)."""
+    """A Cookie header value minus the cookies a token may come from ('' when none is left).
+
+    Read with the parser `find_token` uses, which also splits on ',' and whitespace: a header
+    holding a token cookie is rebuilt from that parser's other cookies, so what it took a token
+    from never goes on; any other header goes on as sent.
+    """
     names = {source.name for source in sources if source.kind == COOKIE}
-    kept = [pair for pair in header.split(";") if pair.partition("=")[0].strip() not in names]
-    return ";".join(kept).strip()
+    cookies = parse_cookie_header(header)
+    if not any(name in names for name, _ in cookies):
+        return header
+    return "; ".join(f"{name}={morsel.coded_value}" for name, morsel in cookies if name not in names)

@@ -26,7 +26,12 @@ def test_a_header_only_route_keeps_the_query_as_is():
     ("session=a.b.c", ""),
     ("theme=dark; session=a.b.c; lang=en", "theme=dark; lang=en"),
     ("session=a.b.c; theme=dark", "theme=dark"),
-    ("sessionid=keep; session2=keep", "sessionid=keep; session2=keep"),
+    ("sessionid=keep;  session2=keep", "sessionid=keep;  session2=keep"),  # no token cookie: as sent
+    # found in review: the extractor's parser also splits on ',' and whitespace
+    ("theme=dark, session=a.b.c", "theme=dark,"),  # the parser reads "dark," as the value
+    ("theme=dark session=a.b.c", "theme=dark"),
+    ("theme=dark\tsession=a.b.c", "theme=dark"),
+    ('pref="x; session=y"; session=a.b.c', 'pref="x; session=y"'),  # one quoted cookie stays whole
 ])
 def test_cookie_header_loses_only_the_token_cookie(header, expected):
     assert cookie_without_tokens(header, SOURCES) == expected

@@ -188,3 +188,19 @@ def test_without_a_running_loop_a_line_is_written_at_once():
     stream = CountingStream()
     batching_logger(stream).info("from a CLI command")
     assert len(stream.writes) == 1 and json.loads(stream.writes[0])["message"] == "from a CLI command"
+
+
+async def test_batches_count_bytes_not_characters():
+    """Found in review: text-format lines with non-ASCII subjects made writes larger than PIPE_BUF bytes."""
+    stream = CountingStream()
+    handler = access_log.LineBatchingHandler(stream)
+    handler.setFormatter(access_log.TextFormatter())
+    logger = logging.getLogger(f"test.batching.text.{id(stream)}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    for _ in range(40):
+        logger.info("access", extra={"access": access_log.AccessRecord("id", "GET", "/x", subject="\u00e9" * 200)})
+    await asyncio.sleep(0)
+    sizes = [len(w.encode("utf-8")) for w in stream.writes]
+    assert len(sizes) > 1 and max(sizes) <= access_log.PIPE_BUF, sizes
