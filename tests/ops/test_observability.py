@@ -158,9 +158,9 @@ class CountingStream:
         pass
 
 
-def batching_logger(stream: CountingStream) -> logging.Logger:
+def batching_logger(stream: CountingStream, formatter: logging.Formatter | None = None) -> logging.Logger:
     handler = access_log.LineBatchingHandler(stream)
-    handler.setFormatter(access_log.JsonFormatter())
+    handler.setFormatter(formatter or access_log.JsonFormatter())
     logger = logging.getLogger(f"test.batching.{id(stream)}")
     logger.handlers[:] = [handler]
     logger.propagate = False
@@ -193,12 +193,7 @@ def test_without_a_running_loop_a_line_is_written_at_once():
 async def test_batches_count_bytes_not_characters():
     """Found in review: text-format lines with non-ASCII subjects made writes larger than PIPE_BUF bytes."""
     stream = CountingStream()
-    handler = access_log.LineBatchingHandler(stream)
-    handler.setFormatter(access_log.TextFormatter())
-    logger = logging.getLogger(f"test.batching.text.{id(stream)}")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    logger = batching_logger(stream, access_log.TextFormatter())
     for _ in range(40):
         logger.info("access", extra={"access": access_log.AccessRecord("id", "GET", "/x", subject="\u00e9" * 200)})
     await asyncio.sleep(0)
