@@ -11,7 +11,6 @@ import time
 from typing import Callable
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from . import access_log, decide, errors
 from .access_log import AccessRecord, request_id, safe_path
@@ -22,7 +21,7 @@ from .forwarded import is_trusted
 from .forwarder import Forwarder
 from .headers import upstream_request_headers
 from .route_table import Route
-from .token_sources import HEADER, HEADER_ONLY, cookie_without_tokens, find_token, query_without_tokens
+from .token_sources import HEADER, HEADER_ONLY, drop_tokens, find_token
 from .websocket_relay import is_websocket_upgrade
 
 
@@ -70,7 +69,7 @@ class AuthFilter:
                 host=self.config.upstream.host, websocket=is_websocket_upgrade(request))
             headers["X-Request-Id"] = record.request_id  # passed through, or generated here
             if route.token_from != HEADER_ONLY and not self.config.forward_authorization:
-                query = _drop_tokens(route.token_from, query, headers)
+                query = drop_tokens(route.token_from, query, headers)
             record.decision = "allow"
             forwarding = time.monotonic()
             try:
@@ -105,12 +104,3 @@ class AuthFilter:
             return None
         return route.cors.preflight(request.headers["Origin"], method,
                                     request.headers.get("Access-Control-Request-Headers"))
-
-
-def _drop_tokens(sources: tuple, query: str, headers: CIMultiDict) -> str:
-    """Query and cookie tokens stay here like the Authorization header does: the upstream gets the claims."""
-    cookies = [cookie_without_tokens(value, sources) for value in headers.popall("Cookie", ())]
-    for value in cookies:
-        if value:
-            headers.add("Cookie", value)
-    return query_without_tokens(query, sources)

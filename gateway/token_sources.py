@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 # The library's own RFC 6265 Cookie parser (what request.cookies uses), called directly because
 # request.cookies keeps only one of two same-name cookies, and two must be refused, not chosen.
@@ -100,3 +101,13 @@ def cookie_without_tokens(header: str, sources: tuple[TokenSource, ...]) -> str:
     if not any(name in names for name, _ in cookies):
         return header
     return "; ".join(f"{name}={morsel.coded_value}" for name, morsel in cookies if name not in names)
+
+
+def drop_tokens(sources: tuple[TokenSource, ...], query: str, headers: CIMultiDict) -> str:
+    """Query and cookie tokens stay at the gateway, as the Authorization header does: the upstream gets the
+    claims.  Removes the token cookies from `headers` in place and returns the query without token parameters."""
+    cookies = [cookie_without_tokens(value, sources) for value in headers.popall("Cookie", ())]
+    for value in cookies:
+        if value:
+            headers.add("Cookie", value)
+    return query_without_tokens(query, sources)
