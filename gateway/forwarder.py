@@ -73,10 +73,11 @@ class Forwarder:
                       headers: CIMultiDict, extra_headers: dict[str, str] | None = None,
                       expires_at: float | None = None) -> web.StreamResponse:
         """`expires_at`: when the token that authorized this request expires (WebSockets close then)."""
-        if not request.body_exists and request.method != "HEAD" and not is_websocket_upgrade(request):
+        websocket = is_websocket_upgrade(request)
+        if not websocket and not request.body_exists and request.method != "HEAD":
             return await self._forward_bodiless(request, path, query, headers, extra_headers)
         url = URL(self.base + path + ("?" + query if query else ""), encoded=True)
-        if is_websocket_upgrade(request):
+        if websocket:
             return await self.websockets.relay(request, url, headers, expires_at)
         body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout)
         try:
