@@ -152,19 +152,19 @@ class LineBatchingHandler(logging.StreamHandler):
 
     def _write_pending(self) -> None:
         lines, self._pending = self._pending, []
-        batch: list[str] = []
+        batches: list[list[str]] = [[]]
         size = 0
         for line in lines:
             length = len(line) if line.isascii() else len(line.encode("utf-8", "backslashreplace"))  # bytes
-            if batch and size + length > PIPE_BUF:
+            if batches[-1] and size + length > PIPE_BUF:
+                batches.append([])
+                size = 0
+            batches[-1].append(line)
+            size += length
+        for batch in batches:
+            if batch:
                 self.stream.write("".join(batch))
                 self.stream.flush()
-                batch, size = [], 0
-            batch.append(line)
-            size += length
-        if batch:
-            self.stream.write("".join(batch))
-            self.stream.flush()
 
 
 def configure(fmt: str = "auto", level: str = "INFO") -> None:
