@@ -103,28 +103,26 @@ def tree(pid: int) -> list[int]:
     return found
 
 
-def rss_kb(pid: int) -> int:
-    """Resident set size of one process, kB (0 if gone)."""
+def _status_kb(pid: int, field: str) -> int:
+    """One `kB` field of /proc/PID/status (0 if the process is gone)."""
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of one process, kB (0 if gone)."""
+    return _status_kb(pid, "VmRSS:")
 
 
 def hwm_kb(pid: int) -> int:
     """Peak resident set size of one process, kB."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _status_kb(pid, "VmHWM:")
 
 
 def tree_rss_mb(pid: int) -> float:
