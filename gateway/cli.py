@@ -9,10 +9,10 @@ import os
 import sys
 from typing import Callable
 
-from . import access_log
-from .config import GatewayConfig
-from .config_loader import ConfigError, load_config
-from .lint import load_checked
+from gateway.observe import access_log
+from gateway.config.model import GatewayConfig
+from gateway.config.loader import ConfigError, load_config
+from gateway.config.lint import load_checked
 
 log = logging.getLogger("gateway")
 WORKER_DIR_ENV = "GATEWAY_WORKER_DIR"  # set by the --workers supervisor for its children only
@@ -49,11 +49,11 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("%s", warning)
     worker_dir = os.environ.get(WORKER_DIR_ENV)
     if args.workers > 1 and worker_dir is None:
-        from .workers import supervise
+        from gateway.ops.workers import supervise
 
         return supervise(config, args.workers, _worker_command(args), args.config)
-    from .operations import ServeOptions
-    from .server import StartupError, run
+    from gateway.ops.operations import ServeOptions
+    from gateway.ops.server import StartupError, run
 
     in_worker = worker_dir is not None
     try:
@@ -78,7 +78,7 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import provider_report, rules_table
+    from gateway.tools.check import provider_report, rules_table
 
     loaded = _load(_loader(args))
     if loaded is None:
@@ -97,7 +97,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .explain import explain
+    from gateway.tools.explain import explain
 
     claims = None
     if args.claims is not None:
@@ -118,7 +118,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .rule_tests import load_cases, report, run_cases
+    from gateway.tools.rule_tests import load_cases, report, run_cases
 
     loaded = _load(_loader(args))
     if loaded is None:
@@ -134,7 +134,7 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from .devissuer import DevKeys, access_token_claims
+    from gateway.tools.devissuer import DevKeys, access_token_claims
 
     keys = DevKeys.load_or_create(args.key_dir)
     claims = access_token_claims(args.scope, args.sub, args.ttl, args.issuer, args.audience)
@@ -145,8 +145,8 @@ def _token(args: argparse.Namespace) -> int:
 def _devissuer(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from .config_loader import parse_listen
-    from .devissuer import DevKeys, issuer_app
+    from gateway.config.loader import parse_listen
+    from gateway.tools.devissuer import DevKeys, issuer_app
 
     host, port = parse_listen(args.listen)
     keys = DevKeys.load_or_create(args.key_dir)
@@ -165,7 +165,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .devissuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_DIR
+    from gateway.tools.devissuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_DIR
 
     parser = argparse.ArgumentParser(prog="python -m gateway", description="JWT auth gateway")
     commands = parser.add_subparsers(dest="command", required=True)

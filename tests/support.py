@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk, jwt
 
-from gateway.config_loader import build_config
-from gateway.server import Gateway
-from gateway.yaml_source import load_located
+from gateway.config.loader import build_config
+from gateway.ops.server import Gateway
+from gateway.config.yaml_source import load_located
 
 REPO = Path(__file__).resolve().parent.parent
 ISSUER = "https://issuer.test/"

@@ -95,14 +95,14 @@ def test_targets_are_judged_on_ratios():
 
 def test_py_spy_collapsed_stacks_are_summarised_by_phase():
     raw = (
-        "_run_module_as_main (<frozen runpy>:198);AuthFilter.handle (gateway/auth_filter.py:61);"
-        "Forwarder.forward (gateway/forwarder.py:51);ClientSession._request (aiohttp/client.py:700) 3\n"
-        "_run_module_as_main (<frozen runpy>:198);AuthFilter.handle (gateway/auth_filter.py:40);"
-        "extract_bearer (gateway/extractor.py:20) 1\n"
+        "_run_module_as_main (<frozen runpy>:198);AuthFilter.handle (gateway/pipeline/auth_filter.py:61);"
+        "Forwarder.forward (gateway/proxy/forwarder.py:51);ClientSession._request (aiohttp/client.py:700) 3\n"
+        "_run_module_as_main (<frozen runpy>:198);AuthFilter.handle (gateway/pipeline/auth_filter.py:40);"
+        "extract_bearer (gateway/auth/extractor.py:20) 1\n"
     )
     parsed = stacks.parse(raw)
     assert parsed[0][1] == 3
-    assert parsed[1][0][-1] == ("extract_bearer", "gateway/extractor.py")
+    assert parsed[1][0][-1] == ("extract_bearer", "gateway/auth/extractor.py")
     summary = stacks.summarise(parsed)
     phases = dict(summary["phases"])
     assert summary["samples"] == 4

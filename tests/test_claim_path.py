@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.claim_path import MISSING, ClaimPathError, format_claim_path, lookup, parse_claim_path
+from gateway.auth.claim_path import MISSING, ClaimPathError, format_claim_path, lookup, parse_claim_path
 
 
 @pytest.mark.parametrize("text, path", [

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
-from gateway import policy
-from gateway.config_loader import ConfigError, load_config
+from gateway.auth import requirements
+from gateway.config.loader import ConfigError, load_config
 from tests.support import DEFAULT_ROUTES, REPO
 
 GOOD = """\
@@ -38,7 +38,7 @@ def test_good_config_loads_typed_and_immutable(tmp_path):
     config = load_config(write(tmp_path, GOOD), dotenv=None)
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8080)
     admin = config.routes.routes[2]
-    assert isinstance(admin.access, policy.Requirement)
+    assert isinstance(admin.access, requirements.Requirement)
     assert admin.access.scopes == frozenset({"read:admin"})
     assert config.routes.routes[0].methods == frozenset({"GET", "HEAD"})
     with pytest.raises(AttributeError):

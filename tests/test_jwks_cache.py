@@ -7,7 +7,7 @@ import uuid
 import aiohttp
 import pytest
 
-from gateway.jwks_cache import build_keys, discovery_urls, parse_max_age
+from gateway.auth.jwks_cache import build_keys, discovery_urls, parse_max_age
 from tests.support import (
     ISSUER, ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway,
 )
@@ -301,9 +301,9 @@ async def test_pathological_jwks_never_stops_the_refresher(echo_upstream):
 
 
 def test_token_without_kid_needs_a_single_key_jwks():
-    from gateway.config_loader import build_config
-    from gateway.jwks_cache import JwksCache
-    from gateway.yaml_source import load_located
+    from gateway.config.loader import build_config
+    from gateway.auth.jwks_cache import JwksCache
+    from gateway.config.yaml_source import load_located
 
     anonymous, named = SigningKey.rsa(None), SigningKey.rsa("named")
     jwks = json.dumps({"keys": [anonymous.public_jwk, named.public_jwk]})

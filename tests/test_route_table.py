@@ -1,11 +1,11 @@
 import pytest
 
-from gateway import policy
-from gateway.route_table import MethodNotAllowed, NoRoute, PatternError, Route, RouteTable, compile_pattern
+from gateway.auth import requirements
+from gateway.pipeline.route_table import MethodNotAllowed, NoRoute, PatternError, Route, RouteTable, compile_pattern
 
 
 def table(*specs):
-    return RouteTable(tuple(Route(p, compile_pattern(p), frozenset(m) if m else None, policy.Public(), None, i)
+    return RouteTable(tuple(Route(p, compile_pattern(p), frozenset(m) if m else None, requirements.Public(), None, i)
                             for i, (p, m) in enumerate(specs)))
 
 

@@ -1,8 +1,8 @@
 import gc
 import sys
 
-from gateway.identity import Identity
-from gateway.token_cache import MIN_ENTRY_BYTES, TokenCache
+from gateway.auth.identity import Identity
+from gateway.auth.token_cache import MIN_ENTRY_BYTES, TokenCache
 
 
 def identity(expires_at):

@@ -1,7 +1,7 @@
 """Query and cookie tokens are removed before forwarding, exactly the pair the extractor read, nothing else."""
 import pytest
 
-from gateway.token_sources import COOKIE, HEADER, QUERY, TokenSource, cookie_without_tokens, query_without_tokens
+from gateway.auth.token_sources import COOKIE, HEADER, QUERY, TokenSource, cookie_without_tokens, query_without_tokens
 
 SOURCES = (TokenSource(HEADER), TokenSource(QUERY, "access_token"), TokenSource(COOKIE, "session"))
 

@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from gateway.upstream_client import UpstreamGone, UpstreamPool
+from gateway.proxy.upstream_client import UpstreamGone, UpstreamPool
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 

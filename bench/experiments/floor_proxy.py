@@ -19,7 +19,7 @@ import uvloop
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_parser import HttpRequestParser
 
-from gateway.upstream_client import UpstreamPool
+from gateway.proxy.upstream_client import UpstreamPool
 
 SKIPPED = frozenset({"connection", "keep-alive", "authorization", "host"})
 

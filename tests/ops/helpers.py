@@ -10,10 +10,10 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config_loader import load_config
-from gateway.lint import load_checked
-from gateway.operations import Operations, ServeOptions
-from gateway.server import Gateway
+from gateway.config.loader import load_config
+from gateway.config.lint import load_checked
+from gateway.ops.operations import Operations, ServeOptions
+from gateway.ops.server import Gateway
 from tests.support import AUDIENCE, DEFAULT_ROUTES, ISSUER, REPO, free_port, start_process, stop_process
 
 ROUTES = DEFAULT_ROUTES

@@ -25,9 +25,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway.config_loader import build_config
-from gateway.lint import lint
-from gateway.yaml_source import load_located
+from gateway.config.loader import build_config
+from gateway.config.lint import lint
+from gateway.config.yaml_source import load_located
 from tests.support import REPO
 
 DOCKERFILES = [REPO / "Dockerfile", REPO / "upstream" / "Dockerfile"]

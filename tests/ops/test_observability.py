@@ -7,7 +7,7 @@ import re
 import aiohttp
 from multidict import CIMultiDict
 
-from gateway import access_log
+from gateway.observe import access_log
 from tests.ops.helpers import (
     default_provider, eventually, free_port, get_text, metric, operated_gateway, routes_yaml, serve_process,
     stop_process,

@@ -1,7 +1,7 @@
 """The operations keys of routes.yaml (`admin:`, `reload:`, provider `scopes:`) are validated like the rest."""
 import pytest
 
-from gateway.config_loader import ConfigError, load_config
+from gateway.config.loader import ConfigError, load_config
 
 BASE = """\
 listen: 127.0.0.1:8080

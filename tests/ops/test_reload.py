@@ -5,7 +5,7 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from gateway.reload import ConfigWatch
+from gateway.ops.reload import ConfigWatch
 from tests.ops.helpers import (
     ROUTES, default_provider, eventually, metric, operated_gateway, routes_yaml, write_atomically,
 )
@@ -160,9 +160,9 @@ def test_restart_only_settings_leave_out_what_reload_applies():
     """Found in review: the warning named upstream/clients although their host and trusted proxies apply at once."""
     import dataclasses
 
-    from gateway.config_loader import build_config
-    from gateway.reload import restart_only_changes
-    from gateway.yaml_source import load_located
+    from gateway.config.loader import build_config
+    from gateway.ops.reload import restart_only_changes
+    from gateway.config.yaml_source import load_located
     from tests.support import DEFAULT_ROUTES, REPO, config_text, provider_yaml
 
     base = build_config(load_located(config_text("http://127.0.0.1:5000", provider_yaml("https://k.test/j"),

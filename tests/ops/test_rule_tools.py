@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from gateway.cli import main
-from gateway.config_loader import load_config
-from gateway.lint import covers, lint, segments
+from gateway.config.loader import load_config
+from gateway.config.lint import covers, lint, segments
 from tests.ops.helpers import REPO
 from tests.support import ISSUER, claims
 

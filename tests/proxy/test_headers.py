@@ -108,7 +108,7 @@ async def test_a_bare_question_mark_is_the_one_documented_difference(gateway_for
 def test_forwarded_element_quotes_ipv6_and_ports_and_trust_sees_through_mapped_addresses():
     from multidict import CIMultiDict, CIMultiDictProxy
 
-    from gateway.forwarded import forwarding_headers, is_trusted, parse_network
+    from gateway.proxy.forwarded import forwarding_headers, is_trusted, parse_network
 
     incoming = CIMultiDictProxy(CIMultiDict({"Host": "api.example:8443"}))
     assert dict(forwarding_headers(incoming, "2001:db8::7", "https", trusted=False)) == {

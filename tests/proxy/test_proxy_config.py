@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from gateway.config_loader import ConfigError, load_config
-from gateway.token_sources import COOKIE, HEADER, QUERY, TokenSource
+from gateway.config.loader import ConfigError, load_config
+from gateway.auth.token_sources import COOKIE, HEADER, QUERY, TokenSource
 
 GOOD = """\
 listen: 127.0.0.1:8080

@@ -14,7 +14,7 @@ import string
 
 from jose import jws
 
-from gateway.canonical_path import split_target
+from gateway.pipeline.canonical_path import split_target
 from tests.security import rawhttp
 from tests.security.stack import echoed
 from tests.support import b64url

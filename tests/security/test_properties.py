@@ -20,12 +20,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway import errors
-from gateway.canonical_path import PathRejected, canonicalize, split_target
-from gateway.config_loader import build_config
-from gateway.extractor import extract_bearer
-from gateway.route_table import Route, compile_pattern
-from gateway.verifier import Verifier, split_token
-from gateway.yaml_source import load_located
+from gateway.pipeline.canonical_path import PathRejected, canonicalize, split_target
+from gateway.config.loader import build_config
+from gateway.auth.extractor import extract_bearer
+from gateway.pipeline.route_table import Route, compile_pattern
+from gateway.auth.verifier import Verifier, split_token
+from gateway.config.yaml_source import load_located
 from tests.support import AUDIENCE, ISSUER, REPO
 
 # Fresh examples on a developer's machine; a fixed sequence in CI (CI=true), so a red build replays.

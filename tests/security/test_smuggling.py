@@ -34,7 +34,7 @@ async def test_aiohttp_c_parser_parses_the_gateways_connections(stack):
 
 def test_c_parser_is_what_a_fresh_gateway_process_gets():
     """The same check in a new interpreter with this environment, as `python -m gateway serve` would start."""
-    code = ("import gateway.server, aiohttp.http_parser as p, aiohttp.web_protocol as w; "
+    code = ("import gateway.ops.server, aiohttp.http_parser as p, aiohttp.web_protocol as w; "
             "assert w.HttpRequestParser is p.HttpRequestParserC")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

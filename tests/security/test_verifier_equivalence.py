@@ -1,4 +1,4 @@
-"""The cache-miss fast paths of gateway/verifier.py decide exactly as the plain code they replace.
+"""The cache-miss fast paths of gateway/auth/verifier.py decide exactly as the plain code they replace.
 
 Each fast path (base64url decoding, the strict JSON parse with its duplicate-key and depth
 checks, the direct `cryptography` signature check, the X-Auth-Scopes check) is compared with
@@ -16,14 +16,14 @@ from jose import jwk
 from jose.utils import base64url_decode
 
 from gateway import errors
-from gateway import verifier as module
-from gateway.config_loader import build_config
-from gateway.jwks_cache import JwksCache
-from gateway.verifier import (
+from gateway.auth import verifier as module
+from gateway.config.loader import build_config
+from gateway.auth.jwks_cache import JwksCache
+from gateway.auth.verifier import (
     MAX_JSON_DEPTH, Verifier, _base64url_decode, _scopes_header, granted_scopes, parse_json_object,
     signature_verifies, split_token,
 )
-from gateway.yaml_source import load_located
+from gateway.config.yaml_source import load_located
 from tests.support import AUDIENCE, REPO, SigningKey, b64url, claims
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],

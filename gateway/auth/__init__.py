@@ -1,0 +1,1 @@
+"""Who is calling: token extraction, provider keys, signature and claim checks, the token cache, the requirement tree."""

@@ -1,0 +1,32 @@
+"""Authenticator: the token cache in front of the verifier, with the same checks on both paths."""
+from __future__ import annotations
+
+import time
+
+from gateway import errors
+from gateway.auth.identity import Identity
+from gateway.auth.jwks_cache import JwksCache
+from gateway.auth.token_cache import TokenCache
+from gateway.auth.verifier import Verifier
+
+
+class Authenticator:
+    def __init__(self, caches: dict[str, JwksCache], token_cache: TokenCache, clock=time.time):
+        self.caches = caches
+        self.verifier = Verifier(caches, clock)
+        self.token_cache = token_cache
+        self.clock = clock
+
+    async def authenticate(self, token: str, allowed: frozenset[str] | None) -> Identity:
+        now = self.clock()
+        identity = self.token_cache.get(token, now)
+        if identity is not None and self.caches[identity.provider].holds(*identity.key_ref):
+            if allowed is not None and identity.provider not in allowed:
+                raise errors.unauthorized(
+                    "invalid_token", f"tokens from provider {identity.provider!r} are not accepted on this route")
+            return identity
+        if identity is not None:
+            self.token_cache.discard(token)  # its key was rotated out: verify again, likely to fail
+        identity = await self.verifier.verify_bearer(token, allowed)
+        self.token_cache.put(token, identity)
+        return identity

@@ -1,0 +1,108 @@
+"""The filter: one request through the whole pipeline.
+
+canonical path -> route table -> bearer extractor -> authenticator (token
+cache, JWKS cache, verifier) -> access rule -> header hygiene -> forwarder.
+Any doubt ends in a JSON 4xx/5xx and the request never reaches the upstream.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from aiohttp import web
+
+from gateway.observe import access_log
+from gateway.pipeline import decide
+from gateway import errors
+from gateway.observe.access_log import AccessRecord, request_id, safe_path
+from gateway.auth.authenticator import Authenticator
+from gateway.config.model import GatewayConfig
+from gateway.proxy.body_stream import answer_and_close, must_close_after_refusal
+from gateway.proxy.forwarded import is_trusted
+from gateway.proxy.forwarder import Forwarder
+from gateway.proxy.headers import upstream_request_headers
+from gateway.pipeline.route_table import Route
+from gateway.auth.token_sources import HEADER, HEADER_ONLY, drop_tokens, find_token
+from gateway.proxy.websocket_relay import is_websocket_upgrade
+
+
+class AuthFilter:
+    def __init__(self, config: GatewayConfig, authenticator: Authenticator, forwarder: Forwarder,
+                 observe: Callable[[AccessRecord], None] = access_log.write):
+        self.config = config
+        self.authenticator = authenticator
+        self.forwarder = forwarder
+        self.observe = observe  # the access log line and the metrics, once per request
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.monotonic()
+        record = AccessRecord(request_id(request.headers.get("X-Request-Id")), request.method,
+                              safe_path(request.raw_path))
+        route = None
+        cors_headers = None
+        examining = False
+        try:
+            path, query = decide.target(request.raw_path, self.config.allow_path_params)
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
+                    and "Origin" in request.headers:
+                preflight = self._preflight(request, path)
+                if preflight is not None:
+                    record.decision, record.reason, record.status = "allow", "cors_preflight", preflight.status
+                    return preflight
+            route = decide.route_for(self.config.routes, request.method, path)
+            record.route = route.pattern
+            if route.cors is not None:
+                cors_headers = route.cors.response_headers(request.headers.get("Origin"))
+            examining = True
+            identity = await decide.identify(
+                route, lambda: find_token(request, route.token_from, self.config.limits.max_token_bytes),
+                self.authenticator)
+            examining = False
+            if identity is not None:
+                record.subject, record.verification = identity.subject, "valid"
+            decide.enforce(route, identity)
+            # the client's Authorization goes upstream only when it carried the token verified just now
+            verified_header = identity is not None and any(s.kind == HEADER for s in route.token_from)
+            headers = upstream_request_headers(
+                request.headers, identity, self.config.forward_authorization and verified_header,
+                request.remote, request.scheme, self.config.identity_headers,
+                trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
+                host=self.config.upstream.host, websocket=is_websocket_upgrade(request))
+            headers["X-Request-Id"] = record.request_id  # passed through, or generated here
+            if route.token_from != HEADER_ONLY and not self.config.forward_authorization:
+                query = drop_tokens(route.token_from, query, headers)
+            record.decision = "allow"
+            forwarding = time.monotonic()
+            try:
+                response = await self.forwarder.forward(request, path, query, headers, cors_headers,
+                                                        identity.expires_at if identity else None)
+            finally:
+                record.upstream_ms = (time.monotonic() - forwarding) * 1000
+            record.status, record.reason = response.status, "forwarded"
+        except errors.Rejection as rejection:
+            response = rejection.response(self.config.realm)
+            if cors_headers:
+                response.headers.update(cors_headers)
+            if must_close_after_refusal(request, rejection.status):
+                await answer_and_close(request, response)
+            record.status, record.reason = response.status, rejection.code
+            if examining and rejection.code != "authorization_header_missing":
+                record.verification = rejection.code
+            return response
+        except asyncio.CancelledError:
+            record.status, record.reason = 499, "client_closed"
+            raise
+        finally:
+            record.latency_ms = (time.monotonic() - started) * 1000
+            self.observe(record)
+        return response
+
+    def _preflight(self, request: web.BaseRequest, path: str) -> web.StreamResponse | None:
+        """A CORS preflight for a route with CORS enabled is answered here, without auth."""
+        method = request.headers["Access-Control-Request-Method"]
+        route = self.config.routes.match(method, path)
+        if not isinstance(route, Route) or route.cors is None:
+            return None
+        return route.cors.preflight(request.headers["Origin"], method,
+                                    request.headers.get("Access-Control-Request-Headers"))

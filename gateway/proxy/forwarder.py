@@ -1,0 +1,166 @@
+"""Forwarder: sends an allowed request upstream over pooled keep-alive connections and streams the answer back.
+
+The upstream URL is built with `encoded=True` from the canonical path, so the
+bytes the route table judged are exactly the bytes the upstream routes on.
+Bodies stream both ways with backpressure (see body_stream for the request
+side).  A failure before the response starts is a JSON 502 (refused, reset)
+or 504 (connect or read timeout); after it started, the client connection is
+cut without a terminating chunk, so a truncated body never looks complete.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from aiohttp import web
+from aiohttp.streams import StreamReader
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway import errors
+from gateway.proxy.body_stream import BodyAborted, RequestBody
+from gateway.config.model import ClientConfig, Limits, UpstreamConfig
+from gateway.proxy.headers import downstream_response_headers
+from gateway.proxy.upstream_client import UpstreamGone, UpstreamPool
+from gateway.proxy.websocket_relay import WebSocketRelay, is_websocket_upgrade
+
+log = logging.getLogger("gateway.forwarder")
+
+SMALL_BODY = 256 * 1024  # read whole before answering, so a failure can still be a clean 502
+
+
+class Forwarder:
+    def __init__(self, config: UpstreamConfig, limits: Limits = Limits(), clients: ClientConfig = ClientConfig()):
+        self.config = config
+        self.limits = limits
+        self.clients = clients
+        self.base = "http://localhost" if config.url.startswith("unix:") else config.url.rstrip("/")
+        self.session: aiohttp.ClientSession | None = None
+        self.pool: UpstreamPool | None = None
+        self.websockets: WebSocketRelay | None = None
+
+    async def start(self) -> None:
+        if self.config.url.startswith("unix:"):
+            connector = aiohttp.UnixConnector(path=self.config.url[5:], limit=self.config.pool_size,
+                                              keepalive_timeout=self.config.keepalive)
+        else:
+            connector = aiohttp.TCPConnector(limit=self.config.pool_size, keepalive_timeout=self.config.keepalive,
+                                             ttl_dns_cache=300)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout,
+                                          sock_read=self.config.read_timeout),
+        )
+        self.websockets = WebSocketRelay(self.session, self.limits.max_ws_message_bytes)
+        parts = URL(self.base)
+        unix = self.config.url[5:] if self.config.url.startswith("unix:") else None
+        self.pool = UpstreamPool(parts.host, parts.port, unix, self.config.pool_size, self.config.connect_timeout,
+                                 self.config.read_timeout)
+        self.default_host = "localhost" if unix else parts.raw_authority
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        if self.session is not None:
+            await self.session.close()
+
+    async def forward(self, request: web.BaseRequest, path: str, query: str,
+                      headers: CIMultiDict, extra_headers: dict[str, str] | None = None,
+                      expires_at: float | None = None) -> web.StreamResponse:
+        """`expires_at`: when the token that authorized this request expires (WebSockets close then)."""
+        websocket = is_websocket_upgrade(request)
+        if not websocket and not request.body_exists and request.method != "HEAD":
+            return await self._forward_bodiless(request, path, query, headers, extra_headers)
+        url = URL(self.base + path + ("?" + query if query else ""), encoded=True)
+        if websocket:
+            return await self.websockets.relay(request, url, headers, expires_at)
+        body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout)
+        try:
+            async with self.session.request(request.method, url, headers=headers, data=body.source(),
+                                            allow_redirects=False) as upstream:
+                # aiohttp's own sock_read timer bounds each read here
+                return await _relay_answer(request, path, upstream.status, upstream.reason, upstream.headers,
+                                           upstream.content, extra_headers, None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, BodyAborted) as exc:
+            if body.failure is not None:
+                raise body.failure from None
+            if isinstance(exc, asyncio.TimeoutError):
+                raise errors.upstream_timeout() from None
+            raise errors.upstream_unavailable() from None
+
+    async def _forward_bodiless(self, request: web.BaseRequest, path: str, query: str, headers: CIMultiDict,
+                                extra_headers: dict[str, str] | None) -> web.StreamResponse:
+        """The common case on the lean pool: one write out, aiohttp's C parser on the way back."""
+        lines = [f"{request.method} {path}{'?' + query if query else ''} HTTP/1.1"]
+        if "Host" not in headers:
+            lines.append(f"Host: {self.default_host}")
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append("\r\n")
+        text = "\r\n".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines) or "\0" in text:
+            raise errors.upstream_unavailable()  # never reached: parsed and verified values hold no CR/LF
+        try:
+            connection, message, payload = await self.pool.request(request.method, text.encode())
+        except TimeoutError:  # before OSError, of which it is a subclass
+            raise errors.upstream_timeout() from None
+        except (UpstreamGone, OSError):
+            raise errors.upstream_unavailable() from None
+        try:
+            return await _relay_answer(request, path, message.code, message.reason, message.headers, payload,
+                                       extra_headers, self.config.read_timeout)
+        except TimeoutError:  # before OSError, of which it is a subclass
+            raise errors.upstream_timeout() from None
+        except (UpstreamGone, OSError, aiohttp.ClientPayloadError):
+            raise errors.upstream_unavailable() from None
+        finally:
+            self.pool.release(connection, message, payload)
+
+
+CUT_SHORT = (aiohttp.ClientError, UpstreamGone, OSError, asyncio.TimeoutError, BodyAborted)
+
+
+async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason: str | None,
+                        upstream_headers: CIMultiDictProxy, content: StreamReader,
+                        extra_headers: dict[str, str] | None, silence: float | None) -> web.StreamResponse:
+    """The upstream's answer to the client, for both upstream clients.
+
+    Small bodies are read whole, so a failure can still become a clean 502/504, and leave with the head
+    in one write; the rest stream with backpressure.  `silence` bounds each wait for upstream bytes
+    where the client has no read timer of its own.  A failure once the answer has started cuts the
+    client connection without a terminating chunk, so a truncated body never looks complete.
+    """
+    headers_out = downstream_response_headers(upstream_headers)
+    if extra_headers:
+        headers_out.update(extra_headers)
+    length = upstream_headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) <= SMALL_BODY \
+            and request.method != "HEAD" and status not in (204, 304):
+        if content.is_eof():  # the usual case: the whole body came with the head, nothing to wait for
+            body = await content.read()
+        else:
+            async with _deadline(silence):
+                body = await content.read()
+        return web.Response(status=status, reason=reason, headers=headers_out, body=body)
+    response = web.StreamResponse(status=status, reason=reason, headers=headers_out)
+    await response.prepare(request)
+    try:
+        while True:
+            async with _deadline(silence):
+                chunk = await content.readany()
+            if not chunk:
+                break
+            await response.write(chunk)  # waits for the client to drain: backpressure to the upstream
+        await response.write_eof()
+    except CUT_SHORT as exc:
+        log.info("%s %s: response cut short after it started (%s)", request.method, path, type(exc).__name__)
+        request.protocol.force_close()  # no terminating chunk: the client sees a truncated body
+    return response
+
+
+def _deadline(seconds: float | None):
+    return asyncio.timeout(seconds) if seconds else contextlib.nullcontext()

@@ -1,0 +1,1 @@
+"""Commands beside `serve`: check, explain, rule tests, probes and the development issuer."""
