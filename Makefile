@@ -20,6 +20,7 @@ run: $(STAMP)
 	@bash scripts/run-local.sh
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m gateway test --config config/routes.yaml config/routes.test.yaml
 	$(PY) -m pytest -q
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from gateway.pipeline.route_table import RouteTable
+if TYPE_CHECKING:  # the model holds a RouteTable but never calls it: no runtime import upwards
+    from gateway.pipeline.route_table import RouteTable
 
 # python-jose implements these; PS*/EdDSA are refused at load time with a hint.
 SUPPORTED_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")

@@ -15,7 +15,8 @@ from typing import Any
 
 from gateway.tools.claims_auth import ClaimsAuthenticator
 from gateway.config.model import GatewayConfig
-from gateway.config.loader import HTTP_METHODS, ConfigError, _Problems, _Section
+from gateway.config.loader.routes import HTTP_METHODS
+from gateway.config.loader.sections import ConfigError, Problems, Section
 from gateway.pipeline.decide import Outcome, evaluate
 from gateway.config.yaml_source import LocatedList, LocatedMap, YamlProblem, environment, load_located
 
@@ -41,7 +42,7 @@ def load_cases(path: str | Path) -> list[Case]:
         raise ConfigError([f"{source}: cannot read the tests file: {exc.strerror}"]) from None
     except YamlProblem as exc:
         raise ConfigError([f"{source}:{exc.line}: {exc.message}"]) from None
-    problems = _Problems(source)
+    problems = Problems(source)
     if not isinstance(data, LocatedList) or not data:
         problems.add(getattr(data, "line", 1), "the tests file must be a non-empty list of cases")
         raise ConfigError(problems.items)
@@ -51,7 +52,7 @@ def load_cases(path: str | Path) -> list[Case]:
         if not isinstance(item, LocatedMap):
             problems.add(line, "each case must be a mapping with method, path and expect")
             continue
-        section = _Section(item, "a test case", problems, CASE_KEYS)
+        section = Section(item, "a test case", problems, CASE_KEYS)
         method = (section.get("method", str, required=True) or "").upper()
         if method and method not in HTTP_METHODS:
             problems.add(section.line("method"), f"unknown HTTP method {method!r}")

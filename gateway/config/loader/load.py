@@ -1,0 +1,77 @@
+"""routes.yaml -> GatewayConfig: every section read, every problem reported with file:line and a hint."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.config.loader.providers import read_providers
+from gateway.config.loader.routes import read_routes
+from gateway.config.loader.sections import ConfigError, Problems, Section
+from gateway.config.loader.settings import parse_listen, read_clients, read_operations, read_limits, read_upstream
+from gateway.config.model import GatewayConfig
+from gateway.config.yaml_source import LocatedMap, YamlProblem, environment, load_located
+
+TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits", "cors",
+            "admin", "reload", "clients", "allow_path_params")
+
+
+def build_config(data: Any, source: str, base_dir: Path,
+                 listen: str | None = None, upstream: str | None = None,
+                 admin: str | None = None) -> GatewayConfig:
+    problems = Problems(source)
+    if not isinstance(data, LocatedMap):
+        problems.add(getattr(data, "line", 1), "the file must be a mapping with providers and routes")
+        raise ConfigError(problems.items)
+    top = Section(data, "the top level", problems, TOP_KEYS)
+
+    listen_text = listen or top.get("listen", str, "127.0.0.1:8080")
+    try:
+        host, port = parse_listen(listen_text)
+    except ValueError as exc:
+        problems.add(top.line("listen"), str(exc))
+        host, port = "127.0.0.1", 8080
+    upstream_cfg = read_upstream(top, problems, upstream)
+    limits = read_limits(top, problems)
+    providers = read_providers(top, base_dir, problems)
+    routes = read_routes(top, problems, providers)
+    admin_cfg, reload_cfg = read_operations(top, problems, (host, port), admin)
+    clients_cfg = read_clients(top, problems)
+    realm = top.get("realm", str, "api")
+    forward_authorization = top.get("forward_authorization", bool, False)
+    allow_path_params = top.get("allow_path_params", bool, False)
+    if problems.items:
+        raise ConfigError(problems.items)
+    return GatewayConfig(
+        source=source,
+        listen_host=host,
+        listen_port=port,
+        upstream=upstream_cfg,
+        realm=realm,
+        forward_authorization=forward_authorization,
+        allow_path_params=allow_path_params,
+        providers=tuple(providers),
+        routes=routes,
+        limits=limits,
+        identity_headers=frozenset(h.lower() for p in providers for h, _ in p.forward_claims),
+        admin=admin_cfg,
+        reload=reload_cfg,
+        clients=clients_cfg,
+    )
+
+
+def load_config(path: str | Path, listen: str | None = None, upstream: str | None = None,
+                dotenv: Path | None = Path(".env"), admin: str | None = None) -> GatewayConfig:
+    """Read, expand, validate and type a routes.yaml; raises ConfigError listing every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read the config file: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{source}: the config file is not UTF-8 text"]) from None
+    try:
+        data = load_located(text, environment(dotenv))
+    except YamlProblem as exc:
+        raise ConfigError([f"{source}:{exc.line}: {exc.message}"]) from None
+    return build_config(data, source, path.parent, listen=listen, upstream=upstream, admin=admin)
