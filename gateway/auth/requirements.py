@@ -1,4 +1,4 @@
-"""Access rules: what a route demands of a verified token.
+"""Access rules: what a route demands of a verified token (Envoy calls this tree the verifier, its rules requirements).
 
 Rules are immutable objects built once from routes.yaml.  They read only the
 verified payload (an `Identity`), never anything the client sent alongside.
@@ -28,7 +28,7 @@ class Denial:
     scopes: tuple[str, ...] = ()
 
 
-def _same(expected: Any, actual: Any) -> bool:
+def _claim_value_equals(expected: Any, actual: Any) -> bool:
     """Equality that keeps YAML's true apart from a claim's 1."""
     if isinstance(expected, bool) or isinstance(actual, bool):
         return type(expected) is type(actual) and expected == actual
@@ -47,7 +47,7 @@ def _members(actual: Any) -> list:
 
 
 def _has(actual: Any, expected: Any) -> bool:
-    return any(_same(expected, item) for item in _members(actual))
+    return any(_claim_value_equals(expected, item) for item in _members(actual))
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Public(AccessRule):
 
 
 @dataclass(frozen=True)
-class Optional(AccessRule):
+class OptionalToken(AccessRule):
     token = TokenNeed.OPTIONAL
 
     def check(self, identity: Identity) -> Denial | None:

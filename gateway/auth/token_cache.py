@@ -45,7 +45,7 @@ def _key(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _same(value: object) -> object:
+def _profile_part(value: object) -> object:
     """What makes a key_ref part the same in a profile's dict key: a key object counts by identity."""
     return value if value is None or type(value) in (str, int) else id(value)
 
@@ -96,7 +96,7 @@ class TokenCache:
         entries[key] = entry
 
     def _profile(self, identity: Identity) -> int:
-        shape = (identity.provider, identity.issuer, identity.scopes, tuple(map(_same, identity.key_ref)))
+        shape = (identity.provider, identity.issuer, identity.scopes, tuple(map(_profile_part, identity.key_ref)))
         number = self._profile_numbers.get(shape)
         if number is None:
             if len(self.profiles) >= 2 * self.max_entries + 64:  # many distinct scope sets: drop unused ones

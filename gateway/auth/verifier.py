@@ -1,4 +1,4 @@
-"""Verifier: turns a compact JWS into an Identity, or a 401 that names the problem.
+"""Verifier: turns a compact JWS into an Identity, or a 401 that names the problem (Envoy calls this the authenticator).
 
 Order matters: the provider is chosen by `iss` before any network or crypto
 work (an unknown issuer costs nothing), the algorithm must be one the

@@ -63,9 +63,9 @@ class AuthFilter:
                 record.subject, record.verification = identity.subject, "valid"
             decide.enforce(route, identity)
             # the client's Authorization goes upstream only when it carried the token verified just now
-            verified_header = identity is not None and any(s.kind == HEADER for s in route.token_from)
+            route_reads_header_tokens = identity is not None and any(s.kind == HEADER for s in route.token_from)
             headers = upstream_request_headers(
-                request.headers, identity, self.config.forward_authorization and verified_header,
+                request.headers, identity, self.config.forward_authorization and route_reads_header_tokens,
                 request.remote, request.scheme, self.config.identity_headers,
                 trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
                 host=self.config.upstream.host, websocket=is_websocket_upgrade(request))

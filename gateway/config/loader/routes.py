@@ -20,7 +20,7 @@ HTTP_METHODS = frozenset(
 ACCESS_WORDS = {
     "public": requirements.Public(),
     "authenticated": requirements.Authenticated(),
-    "optional": requirements.Optional(),
+    "optional": requirements.OptionalToken(),
 }
 
 
