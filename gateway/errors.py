@@ -84,6 +84,14 @@ def upstream_unavailable() -> Rejection:
                      "the upstream app refused or dropped the connection; check that it is running")
 
 
+def upstream_tls_error() -> Rejection:
+    return Rejection(502, "upstream_tls_error",
+                     "the TLS connection to the upstream failed: its certificate did not verify, or the "
+                     "handshake was refused (the gateway never falls back to plain HTTP); set upstream.ca_file "
+                     "to the CA that signed its certificate, upstream.server_name to the name in it, and "
+                     "upstream.client_cert/client_key if it requires a client certificate")
+
+
 def upstream_timeout() -> Rejection:
     return Rejection(504, "upstream_timeout", "the upstream app did not answer in time")
 
