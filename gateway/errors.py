@@ -9,6 +9,10 @@ import json
 
 from aiohttp import web
 
+# The Server header of every answer the gateway makes itself (and of forwarded answers whose upstream
+# sent none): no product version to look up vulnerabilities by.  aiohttp would add its own, with versions.
+SERVER = "gateway"
+
 
 class Rejection(Exception):
     """A request the gateway answers itself instead of forwarding."""
@@ -23,7 +27,7 @@ class Rejection(Exception):
         self.scopes = scopes
 
     def response(self, realm: str) -> web.Response:
-        headers = dict(self.headers)
+        headers = {"Server": SERVER, **self.headers}
         if self.status in (401, 403):
             headers["WWW-Authenticate"] = self._challenge(realm)
         body = json.dumps({"code": self.code, "description": self.description}).encode()

@@ -157,6 +157,7 @@ async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason
     client connection without a terminating chunk, so a truncated body never looks complete.
     """
     headers_out = downstream_response_headers(upstream_headers)
+    headers_out.setdefault("Server", errors.SERVER)  # the upstream's own passes unchanged
     if extra_headers:
         headers_out.update(extra_headers)
     length = upstream_headers.get("Content-Length")

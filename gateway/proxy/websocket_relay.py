@@ -135,7 +135,7 @@ class WebSocketRelay:
             status = exc.status if 400 <= exc.status < 600 else 502
             return web.json_response({"code": "websocket_refused_by_upstream",
                                       "description": f"the upstream answered the upgrade with HTTP {exc.status}"},
-                                     status=status)
+                                     status=status, headers={"Server": errors.SERVER})
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise errors.upstream_timeout() from None
         except aiohttp.ClientSSLError as exc:
@@ -145,6 +145,7 @@ class WebSocketRelay:
         client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (),
                                        autoclose=False, autoping=True, timeout=self.close_timeout,
                                        max_msg_size=self.max_message_bytes)
+        client.headers["Server"] = errors.SERVER
         try:
             await client.prepare(request)
         except BaseException:
