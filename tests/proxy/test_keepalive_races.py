@@ -89,3 +89,40 @@ async def test_the_lean_pool_drops_a_connection_idle_for_keepalive_seconds(gatew
             assert answer.status == 200
     ports = [seen.peer_port for seen in upstream.seen]
     assert ports[0] == ports[1] != ports[2]
+
+
+async def test_head_is_retried_on_a_dropped_reused_connection_and_bodies_never_reuse_one(gateway_for):
+    """aiohttp's path: an idempotent HEAD is sent again once; a POST always has a connection of its own."""
+    requests_per_connection: list[list[bytes]] = []
+
+    async def answer_once_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen: list[bytes] = []
+        requests_per_connection.append(seen)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            seen.append(head.split(b" ", 1)[0])
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + (b"" if seen[0] == b"HEAD" else b"ok"))
+            await writer.drain()
+            seen.append(await reader.readuntil(b"\r\n\r\n"))  # a reuse: dropped unanswered, as by a closing upstream
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(answer_once_per_connection, "127.0.0.1", 0)
+    try:
+        async with gateway_for(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}") as (_, client):
+            statuses = []
+            for method in ("HEAD", "HEAD", "POST", "POST", "PUT"):
+                async with client.request(method, "/x", data=b"body" if method != "HEAD" else None) as answer:
+                    await answer.read()
+                    statuses.append(answer.status)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert statuses == [200] * 5
+    bodies = [seen for seen in requests_per_connection if seen and seen[0] != b"HEAD"]
+    assert [seen[0] for seen in bodies] == [b"POST", b"POST", b"PUT"]  # each sent once
+    assert all(len(seen) == 1 for seen in bodies)  # on a connection of its own, never reused after it
