@@ -89,6 +89,8 @@ class _Connection(BaseProtocol):
         waiter = self.waiter = self._loop.create_future()
         self.payload = None
         self.transport.write(head)
+        if not timeout > 0:  # as aiohttp's sock_read: 0 sets no limit
+            return await waiter
         # one timer handle, not an asyncio.timeout context: this runs once per proxied request
         timer = self._loop.call_later(timeout, self._time_out, waiter)
         try:
@@ -130,7 +132,7 @@ class UpstreamPool:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self.connect_timeout):
+        async with asyncio.timeout(self.connect_timeout if self.connect_timeout > 0 else None):  # as aiohttp
             if self.unix_path is not None:
                 _, connection = await loop.create_unix_connection(lambda: _Connection(loop, self), self.unix_path)
             else:
