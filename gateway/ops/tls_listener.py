@@ -1,0 +1,251 @@
+"""The https listener: TLS termination, certificates that rotate without a restart, plain http refused.
+
+Connections are accepted here rather than by `loop.create_server(ssl=...)` so
+that two things are possible with public asyncio calls only:
+- each connection's first byte is peeked (MSG_PEEK, nothing consumed): a TLS
+  ClientHello (0x16) goes on to the handshake through
+  `loop.connect_accepted_socket(ssl=...)`, anything else gets a plaintext
+  400 naming the fix and is closed, never left hanging;
+- every handshake takes the context that is current *at accept*, so rotation
+  is one assignment: a new pair serves the next handshake, connections
+  already open keep the context they were made with until they close.
+  (The alternative, an SNI callback swapping `ssl_object.context`, works too
+  but needs the old context kept as a shell; reloading the chain into one
+  live context cannot drop a replaced client CA, since OpenSSL's store only
+  grows.)
+
+The files are polled like routes.yaml (content hashes, so a symlink swap by
+cert-manager or an in-place write by an ACME client both count; a version is
+acted on once two polls agree).  A new set is checked as at load (readable,
+PEM, key matching, not expired) and loaded into a fresh context; if anything
+fails the error is logged and the old context keeps serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import socket
+import ssl
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.config.loader.tls import TlsFileError, TlsMaterial, read_tls_files
+from gateway.config.model import TlsConfig
+from gateway.ops.reload import ConfigWatch, file_digest
+
+log = logging.getLogger("gateway.tls")
+
+TLS_HANDSHAKE_RECORD = b"\x16"  # the content type every TLS ClientHello record starts with
+VERIFY_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+MIN_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+PLAINTEXT_LOG_EVERY = 60.0  # seconds: plain http to the https port is logged once, then at most this often
+ACCEPT_RETRY = 0.1  # seconds: after EMFILE and kin, before accepting again
+
+
+def _plaintext_answer() -> bytes:
+    body = json.dumps({"code": "https_required",
+                       "description": "this port speaks https only; use https:// (plain http sent to a TLS port)"})
+    return (f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n{body}").encode()
+
+
+PLAINTEXT_ANSWER = _plaintext_answer()
+
+
+def _files(tls: TlsConfig) -> list[str]:
+    return [tls.cert_file, tls.key_file] + ([tls.client_ca_file] if tls.client_ca_file else [])
+
+
+def build_context(tls: TlsConfig) -> tuple[ssl.SSLContext, TlsMaterial]:
+    """A server context from the files as they are now; raises TlsFileError or ssl.SSLError."""
+    before = [file_digest(Path(path)) for path in _files(tls)]
+    material = read_tls_files(tls.cert_file, tls.key_file, tls.client_ca_file)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = MIN_VERSIONS[tls.min_version]
+    context.set_alpn_protocols(["http/1.1"])
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file is not None:
+        context.load_verify_locations(cafile=tls.client_ca_file)
+    context.verify_mode = VERIFY_MODES[tls.client_certs]
+    if [file_digest(Path(path)) for path in _files(tls)] != before:  # what was checked is what was loaded
+        raise TlsFileError("cert_file", "the files changed while they were read; trying again at the next poll")
+    return context, material
+
+
+class CertificateRotation:
+    """The context new handshakes get, replaced when the files change and the new set is usable."""
+
+    def __init__(self, tls: TlsConfig, on_loaded=lambda material: None):
+        self.tls = tls
+        self.on_loaded = on_loaded  # (TlsMaterial) -> None: the expiry metric
+        self.context, self.material = build_context(tls)
+        self.watches = [ConfigWatch(path) for path in _files(tls)]
+        on_loaded(self.material)
+
+    def poll(self) -> bool:
+        """Look at the files once; True when a new set was loaded."""
+        changed = [watch.poll() for watch in self.watches]  # every watch polled: each keeps its own history
+        return any(changed) and self.reload()
+
+    def reload(self) -> bool:
+        old = self.material
+        try:
+            context, material = build_context(self.tls)
+        except (TlsFileError, ssl.SSLError, OSError) as exc:
+            log.error("TLS certificate rotation refused: %s; the certificate being served (serial %x, expires %s "
+                      "UTC) stays in force", exc, old.serial, _when(old.not_after))
+            return False
+        self.context, self.material = context, material
+        log.info("TLS certificate rotated: serial %x -> %x (%s, expires %s UTC); new handshakes use it, open "
+                 "connections keep theirs", old.serial, material.serial, material.subject, _when(material.not_after))
+        self.on_loaded(material)
+        return True
+
+    async def watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.poll()
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
+
+
+class TlsAcceptor:
+    """The listening socket and its accept loop; quacks like the asyncio.Server aiohttp's site expects."""
+
+    def __init__(self, sock: socket.socket, protocol_factory, rotation: CertificateRotation, timeout: float):
+        self.sockets = [sock]
+        self.protocol_factory = protocol_factory
+        self.rotation = rotation
+        self.timeout = timeout  # for the first byte, then again for the handshake
+        self._task: asyncio.Task | None = None
+        self._handshakes: set[asyncio.Task] = set()
+        self._plaintext_seen = 0
+        self._plaintext_logged = -PLAINTEXT_LOG_EVERY
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._accept())
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock = self.sockets[0]
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:  # EMFILE, ENOBUFS, ECONNABORTED: the listener itself is fine
+                if exc.errno != errno.ECONNABORTED:
+                    log.warning("accepting a connection failed: %s", exc)
+                    await asyncio.sleep(ACCEPT_RETRY)
+                continue
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            timer = loop.call_later(self.timeout, self._silent, conn)
+            loop.add_reader(conn.fileno(), self._first_byte, conn, timer)
+
+    def _silent(self, conn: socket.socket) -> None:
+        """No byte within the idle timeout: the same fate as a silent plain-http connection."""
+        asyncio.get_running_loop().remove_reader(conn.fileno())
+        conn.close()
+
+    def _first_byte(self, conn: socket.socket, timer: asyncio.TimerHandle) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            head = conn.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return  # spurious wakeup: still waiting
+        except OSError:
+            head = b""
+        loop.remove_reader(conn.fileno())
+        timer.cancel()
+        if head == TLS_HANDSHAKE_RECORD:
+            task = loop.create_task(self._handshake(conn))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+            return
+        if head:
+            self._refuse_plaintext(conn)
+        conn.close()
+
+    async def _handshake(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(self.protocol_factory, conn, ssl=self.rotation.context,
+                                               ssl_handshake_timeout=self.timeout)
+        except (OSError, asyncio.TimeoutError) as exc:  # a client without the certificate asked for, a bad hello
+            log.debug("TLS handshake failed: %s", exc)
+            conn.close()
+
+    def _refuse_plaintext(self, conn: socket.socket) -> None:
+        """400 in plaintext: the request is read first, so closing sends FIN rather than a reset."""
+        try:
+            peer = conn.getpeername()[0]
+            while conn.recv(65536):
+                pass
+        except BlockingIOError:
+            pass
+        except OSError:
+            return
+        try:
+            conn.send(PLAINTEXT_ANSWER)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self._plaintext_seen += 1
+        now = time.monotonic()
+        if now - self._plaintext_logged >= PLAINTEXT_LOG_EVERY:
+            log.warning("plain http sent to the https port (from %s): answered 400 and closed; clients must use "
+                        "https:// (%d such connection(s) since the last note)", peer, self._plaintext_seen)
+            self._plaintext_seen, self._plaintext_logged = 0, now
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for task in list(self._handshakes):
+            task.cancel()
+        self.sockets[0].close()
+
+
+class TlsSite(web.BaseSite):
+    """aiohttp's site for the https listener: the runner's protocol behind TlsAcceptor."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, rotation: CertificateRotation, *,
+                 timeout: float, backlog: int = 128, reuse_port: bool = False):
+        super().__init__(runner, backlog=backlog)
+        self.host, self.port, self.rotation = host, port, rotation
+        self.timeout, self.reuse_port = timeout, reuse_port
+
+    @property
+    def name(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        sock = listening_socket(self.host, self.port, self._backlog, self.reuse_port)
+        acceptor = TlsAcceptor(sock, self._runner.server, self.rotation, self.timeout)
+        acceptor.start()
+        self._server = acceptor
+
+
+def listening_socket(host: str, port: int, backlog: int, reuse_port: bool) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
