@@ -1,0 +1,77 @@
+"""The README's TLS walk-through as a user runs it: devcerts, a bound token, curl with and without the certificate."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import REPO, free_port, start_flask_upstream, start_process, stop_process, wait_http
+
+PY = sys.executable
+
+
+def run(*args: str, cwd=REPO) -> str:
+    return subprocess.run([PY, "-m", "gateway", *args], cwd=cwd, capture_output=True, text=True, check=True,
+                          timeout=60).stdout
+
+
+def curl(*args: str) -> tuple[int, dict]:
+    assert shutil.which("curl"), "curl is needed (make test installs it)"
+    out = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", *args], capture_output=True, text=True, timeout=30)
+    body, _, status = out.stdout.rpartition("\n")
+    return int(status), json.loads(body) if body else {}
+
+
+@pytest.fixture(scope="module")
+def walkthrough(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tls-walkthrough")
+    work = tmp / "repo"  # config/routes.tls.yaml finds ../.devcerts, as in a checkout
+    (work / "config").mkdir(parents=True)
+    shutil.copy(REPO / "config" / "routes.tls.yaml", work / "config")
+    run("devcerts", "--dir", str(work / ".devcerts"))
+    issuer_port, gateway_port = free_port(), free_port()
+    issuer = f"http://127.0.0.1:{issuer_port}/"
+    keys = str(tmp / "keys")
+    processes = []
+    try:
+        upstream, upstream_url = start_flask_upstream(tmp / "upstream.log")
+        processes.append(upstream)
+        processes.append(start_process([PY, "-m", "gateway", "devissuer", "--listen", f"127.0.0.1:{issuer_port}",
+                                        "--key-dir", keys], tmp / "issuer.log"))
+        wait_http(issuer + ".well-known/jwks.json", process=processes[-1])
+        env = {"AUTH_ISSUER": issuer, "GATEWAY_LISTEN": f"127.0.0.1:{gateway_port}", "GATEWAY_UPSTREAM": upstream_url,
+               "GATEWAY_ADMIN": f"127.0.0.1:{free_port()}"}
+        processes.append(start_process([PY, "-m", "gateway", "serve", "--config",
+                                        str(work / "config" / "routes.tls.yaml")], tmp / "gateway.log", env=env))
+        certs = work / ".devcerts"
+        base = f"https://localhost:{gateway_port}"
+        ca = ("--cacert", str(certs / "ca.pem"))
+        deadline = time.monotonic() + 20
+        while curl(*ca, base + "/")[0] != 200:
+            assert processes[-1].poll() is None, (tmp / "gateway.log").read_text()
+            assert time.monotonic() < deadline, "the https gateway did not answer within 20 s"
+            time.sleep(0.05)
+        bound = run("token", "--scope", "read:user", "--issuer", issuer, "--key-dir", keys,
+                    "--cert-bound", str(certs / "client.pem")).strip()
+        yield {"base": base, "ca": ca, "cert": ("--cert", str(certs / "client.pem"), "--key",
+                                                str(certs / "client-key.pem")), "bound": bound}
+    finally:
+        for process in reversed(processes):
+            stop_process(process)
+
+
+def test_a_bound_token_is_accepted_with_its_certificate_and_refused_without(walkthrough):
+    w = walkthrough
+    auth = ("-H", f"Authorization: Bearer {w['bound']}")
+    assert curl(*w["ca"], *w["cert"], *auth, w["base"] + "/user") == (200, {"msg": "Hello user!"})
+    status, body = curl(*w["ca"], *auth, w["base"] + "/user")
+    assert status == 401 and "did not present" in body["description"]
+
+
+def test_plain_http_to_the_https_port_is_told_to_use_https(walkthrough):
+    status, body = curl(walkthrough["base"].replace("https://localhost", "http://127.0.0.1") + "/")
+    assert status == 400 and body["code"] == "https_required"
