@@ -25,6 +25,8 @@ ROUTES = """\
     access: authenticated
   - path: /echo/user/**
     access: authenticated
+  - path: /stream-echo
+    access: public
   - path: /**
     access: public
 """
@@ -38,6 +40,7 @@ class Certs:
     client: Issued  # signed by the CA the gateway trusts
     other_client: Issued  # signed by the same CA: a different certificate
     stranger: Issued  # signed by a CA the gateway does not trust
+    stranger_ca: Issued
 
     def client_files(self, issued: Issued, name: str) -> tuple[Path, Path]:
         cert, key = self.folder / f"{name}.pem", self.folder / f"{name}-key.pem"
@@ -63,18 +66,18 @@ class Certs:
 
 @pytest.fixture(scope="session")
 def issued():
-    ca = make_ca()
+    ca, stranger_ca = make_ca(), make_ca("stranger CA")
     return ca, issue(ca, "dev-client", client=True), issue(ca, "other-client", client=True), \
-        issue(make_ca("stranger CA"), "stranger", client=True)
+        issue(stranger_ca, "stranger", client=True), stranger_ca
 
 
 @pytest.fixture
 def certs(tmp_path, issued) -> Certs:
-    ca, client, other, stranger = issued
+    ca, client, other, stranger, stranger_ca = issued
     server = issue(ca, "localhost", server_names=("127.0.0.1",))
     write_pair(server, tmp_path / "server.pem", tmp_path / "server-key.pem")
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
-    return Certs(tmp_path, ca, server, client, other, stranger)
+    return Certs(tmp_path, ca, server, client, other, stranger, stranger_ca)
 
 
 @pytest.fixture
@@ -84,11 +87,11 @@ async def upstream():
     await server.stop()
 
 
-def tls_section(client_certs: str = "none", extra: str = "") -> str:
+def tls_section(client_certs: str = "none", client_ca: str = "ca.pem") -> str:
     lines = ["tls:", "  cert_file: server.pem", "  key_file: server-key.pem"]
     if client_certs != "none":
-        lines += ["  client_ca_file: ca.pem", f"  client_certs: {client_certs}"]
-    return "\n".join(lines) + "\n" + extra
+        lines += [f"  client_ca_file: {client_ca}", f"  client_certs: {client_certs}"]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
@@ -96,8 +99,9 @@ def tls_gateway(provider, upstream, certs):
     """`async with tls_gateway(client_certs=..., provider_extra=...) as gw`: an https gateway on 127.0.0.1."""
 
     @asynccontextmanager
-    async def start(client_certs: str = "none", provider_extra: str = "", tls: bool = True, extra: str = ""):
-        section = tls_section(client_certs) if tls else ""
+    async def start(client_certs: str = "none", provider_extra: str = "", tls: bool = True, extra: str = "",
+                    client_ca: str = "ca.pem"):
+        section = tls_section(client_certs, client_ca) if tls else ""
         text = config_text(upstream.url, provider_yaml(provider.jwks_uri, extra=provider_extra), ROUTES,
                            section + "reload:\n  interval: 0.05\n" + extra)
         async with running_gateway(text, base_dir=certs.folder) as gw:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import ssl
 import time
@@ -51,6 +52,22 @@ async def test_wss_relays_frames(tls_gateway, certs, upstream, rsa_key):
             message = await asyncio.wait_for(ws.receive(), 5)
             assert (message.type, message.data) == (WSMsgType.TEXT, "echo:hello")
     assert upstream.last.header("X-Auth-Subject") == "alice"
+
+
+async def test_a_streamed_body_goes_both_ways_intact(tls_gateway, certs):
+    chunks = [bytes([n]) * 65536 for n in range(64)]  # 4 MiB, sent as it is produced
+
+    async def produce():
+        for chunk in chunks:
+            yield chunk
+
+    async with tls_gateway() as gw, session(gw, certs.context()) as client:
+        async with client.post("/stream-echo", data=produce()) as response:
+            assert response.status == 200 and response.headers.get("Transfer-Encoding") == "chunked"
+            received = hashlib.sha256()
+            async for piece in response.content.iter_any():
+                received.update(piece)
+    assert received.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
 
 
 async def _plain_request(port: int) -> bytes:
@@ -138,7 +155,8 @@ async def test_rotation_serves_the_new_pair_to_new_handshakes_and_keeps_open_con
             return (await served_certificate(gw.port, context)).serial_number == new.certificate.serial_number
 
         await _until(new_pair_served, "the new certificate was not served")
-        assert gw.metrics.tls_expiry._value.get() == new.certificate.not_valid_after_utc.timestamp()
+        expiry = f"gateway_tls_certificate_expiry_timestamp_seconds {new.certificate.not_valid_after_utc.timestamp():.9e}"
+        assert expiry in gw.metrics.render().decode()
         upstream.controls.release.set()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -167,3 +185,25 @@ async def test_a_broken_new_pair_is_refused_and_the_old_one_keeps_serving(tls_ga
         assert (await served_certificate(gw.port, context)).serial_number == serving
         async with session(gw, context) as client, client.get("/echo/public") as response:
             assert response.status == 200
+
+
+async def test_a_replaced_client_ca_decides_the_next_handshakes(tls_gateway, certs, upstream):
+    (certs.folder / "clients-ca.pem").write_bytes(certs.ca.cert_pem)
+    async with tls_gateway("required", client_ca="clients-ca.pem") as gw:
+        async with session(gw, certs.context(certs.client)) as client, client.get("/echo/public") as response:
+            assert response.status == 200
+        (certs.folder / "clients-ca.pem").write_bytes(certs.stranger_ca.cert_pem)  # trust only the stranger's CA
+
+        async def stranger_accepted():
+            try:
+                async with session(gw, certs.context(certs.stranger)) as client, \
+                        client.get("/echo/public") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await _until(stranger_accepted, "a certificate of the new client CA was not accepted")
+        async with session(gw, certs.context(certs.client)) as client:
+            with pytest.raises(aiohttp.ClientError):  # the replaced CA is trusted no more
+                async with client.get("/echo/public") as response:
+                    await response.read()
