@@ -155,8 +155,10 @@ async def test_rotation_serves_the_new_pair_to_new_handshakes_and_keeps_open_con
             return (await served_certificate(gw.port, context)).serial_number == new.certificate.serial_number
 
         await _until(new_pair_served, "the new certificate was not served")
-        expiry = f"gateway_tls_certificate_expiry_timestamp_seconds {new.certificate.not_valid_after_utc.timestamp():.9e}"
-        assert expiry in gw.metrics.render().decode()
+        scraped = dict(line.rsplit(" ", 1) for line in gw.metrics.render().decode().splitlines()
+                       if not line.startswith("#"))
+        assert float(scraped["gateway_tls_certificate_expiry_timestamp_seconds"]) == \
+            new.certificate.not_valid_after_utc.timestamp()
         upstream.controls.release.set()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
