@@ -15,10 +15,10 @@ that two things are possible with public asyncio calls only:
   grows.)
 
 The files are polled like routes.yaml (content hashes, so a symlink swap by
-cert-manager or an in-place write by an ACME client both count; a version is
-acted on once two polls agree).  A new set is checked as at load (readable,
-PEM, key matching, not expired) and loaded into a fresh context; if anything
-fails the error is logged and the old context keeps serving.
+cert-manager or an in-place write by an ACME client both count).  A new set
+is checked as at load (readable, PEM, key matching, not expired) and loaded
+into a fresh context; if anything fails the error is logged and the old
+context keeps serving.
 """
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from aiohttp import web
 
 from gateway.config.loader.tls import TlsFileError, TlsMaterial, read_tls_files
 from gateway.config.model import TlsConfig
-from gateway.ops.reload import ConfigWatch, file_digest
+from gateway.ops.reload import file_digest
 
 log = logging.getLogger("gateway.tls")
 
@@ -60,9 +61,19 @@ def _files(tls: TlsConfig) -> list[str]:
     return [tls.cert_file, tls.key_file] + ([tls.client_ca_file] if tls.client_ca_file else [])
 
 
-def build_context(tls: TlsConfig) -> tuple[ssl.SSLContext, TlsMaterial]:
+class Loaded(NamedTuple):
+    context: ssl.SSLContext
+    material: TlsMaterial
+    digests: tuple  # of the files it was built from
+
+
+def file_digests(tls: TlsConfig) -> tuple:
+    return tuple(file_digest(Path(path)) for path in _files(tls))
+
+
+def build_context(tls: TlsConfig) -> Loaded:
     """A server context from the files as they are now; raises TlsFileError or ssl.SSLError."""
-    before = [file_digest(Path(path)) for path in _files(tls)]
+    before = file_digests(tls)
     material = read_tls_files(tls.cert_file, tls.key_file, tls.client_ca_file)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MIN_VERSIONS[tls.min_version]
@@ -72,38 +83,50 @@ def build_context(tls: TlsConfig) -> tuple[ssl.SSLContext, TlsMaterial]:
     if tls.client_ca_file is not None:
         context.load_verify_locations(cafile=tls.client_ca_file)
     context.verify_mode = VERIFY_MODES[tls.client_certs]
-    if [file_digest(Path(path)) for path in _files(tls)] != before:  # what was checked is what was loaded
+    if file_digests(tls) != before:  # what was checked is what was loaded
         raise TlsFileError("cert_file", "the files changed while they were read; trying again at the next poll")
-    return context, material
+    return Loaded(context, material, before)
 
 
 class CertificateRotation:
-    """The context new handshakes get, replaced when the files change and the new set is usable."""
+    """The context new handshakes get, replaced when the files change and the new set is usable.
+
+    A changed set is tried at the first poll that sees it, so a good pair serves within one
+    interval.  One that fails is only refused (logged) once two polls in a row read the same
+    bytes: a renewal that writes the certificate and then the key, or a file caught half
+    written, is not an error, just not ready yet.
+    """
 
     def __init__(self, tls: TlsConfig, on_loaded=lambda material: None):
         self.tls = tls
         self.on_loaded = on_loaded  # (TlsMaterial) -> None: the expiry metric
-        self.context, self.material = build_context(tls)
-        self.watches = [ConfigWatch(path) for path in _files(tls)]
-        on_loaded(self.material)
+        self.current = build_context(tls)
+        self._last_seen = self._refused = None
+        on_loaded(self.current.material)
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        return self.current.context
 
     def poll(self) -> bool:
         """Look at the files once; True when a new set was loaded."""
-        changed = [watch.poll() for watch in self.watches]  # every watch polled: each keeps its own history
-        return any(changed) and self.reload()
-
-    def reload(self) -> bool:
-        old = self.material
-        try:
-            context, material = build_context(self.tls)
-        except (TlsFileError, ssl.SSLError, OSError) as exc:
-            log.error("TLS certificate rotation refused: %s; the certificate being served (serial %x, expires %s "
-                      "UTC) stays in force", exc, old.serial, _when(old.not_after))
+        digests = file_digests(self.tls)
+        settled, self._last_seen = digests == self._last_seen, digests
+        if digests == self.current.digests or digests == self._refused:
             return False
-        self.context, self.material = context, material
+        old = self.current.material
+        try:
+            self.current = build_context(self.tls)
+        except (TlsFileError, ssl.SSLError, OSError) as exc:
+            if settled:
+                self._refused = digests
+                log.error("TLS certificate rotation refused: %s; the certificate being served (serial %x, "
+                          "expires %s UTC) stays in force", exc, old.serial, _when(old.not_after))
+            return False
+        new = self.current.material
         log.info("TLS certificate rotated: serial %x -> %x (%s, expires %s UTC); new handshakes use it, open "
-                 "connections keep theirs", old.serial, material.serial, material.subject, _when(material.not_after))
-        self.on_loaded(material)
+                 "connections keep theirs", old.serial, new.serial, new.subject, _when(new.not_after))
+        self.on_loaded(new)
         return True
 
     async def watch(self, interval: float) -> None:

@@ -75,3 +75,30 @@ def test_a_bound_token_is_accepted_with_its_certificate_and_refused_without(walk
 def test_plain_http_to_the_https_port_is_told_to_use_https(walkthrough):
     status, body = curl(walkthrough["base"].replace("https://localhost", "http://127.0.0.1") + "/")
     assert status == 400 and body["code"] == "https_required"
+
+
+def test_kubernetes_tls_patch_mounts_the_cert_manager_secret_as_a_directory():
+    """deploy/kubernetes/tls: the patched Deployment still matches the Kubernetes schema, and the
+    gateway's --tls-cert/--tls-key point into the mounted cert-manager Secret (not a subPath)."""
+    import kubernetes_validate
+    import yaml
+
+    folder = REPO / "deploy" / "kubernetes"
+    certificate = yaml.safe_load((folder / "tls" / "certificate.yaml").read_text())
+    assert (certificate["apiVersion"], certificate["kind"]) == ("cert-manager.io/v1", "Certificate")
+    patch = yaml.safe_load((folder / "tls" / "deployment-patch.yaml").read_text())["spec"]["template"]["spec"]
+    deployment = yaml.safe_load((folder / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    gateway = next(c for c in pod["containers"] if c["name"] == "gateway")
+    [patched] = patch["containers"]
+    gateway["args"] = patched["args"]  # what the strategic merge does: lists of named items merge by name
+    gateway["volumeMounts"] += patched["volumeMounts"]
+    pod["volumes"] += patch["volumes"]
+    kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+    [volume] = patch["volumes"]
+    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+    [mount] = patched["volumeMounts"]
+    assert "subPath" not in mount and mount["name"] == volume["name"]
+    args = patched["args"]
+    for flag, name in (("--tls-cert", "tls.crt"), ("--tls-key", "tls.key")):
+        assert args[args.index(flag) + 1] == f"{mount['mountPath']}/{name}"

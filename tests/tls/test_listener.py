@@ -209,3 +209,26 @@ async def test_a_replaced_client_ca_decides_the_next_handshakes(tls_gateway, cer
             with pytest.raises(aiohttp.ClientError):  # the replaced CA is trusted no more
                 async with client.get("/echo/public") as response:
                     await response.read()
+
+
+def test_a_pair_written_in_two_steps_is_taken_without_an_error_and_a_bad_one_refused_once(certs, caplog):
+    """poll() by hand: a renewal that writes the certificate, then the key, is not ready yet, not an error."""
+    from gateway.config.model import TlsConfig
+    from gateway.ops.tls_listener import CertificateRotation
+
+    caplog.set_level(logging.INFO, "gateway.tls")
+    tls = TlsConfig(str(certs.folder / "server.pem"), str(certs.folder / "server-key.pem"))
+    expiries = []
+    rotation = CertificateRotation(tls, lambda material: expiries.append(material.not_after))
+    new = issue(certs.ca, "localhost", server_names=("127.0.0.1",))
+    (certs.folder / "server.pem").write_bytes(new.cert_pem)
+    assert rotation.poll() is False  # the old key does not match the new certificate: wait
+    (certs.folder / "server-key.pem").write_bytes(new.key_pem)
+    assert rotation.poll() is True and rotation.current.material.serial == new.certificate.serial_number
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(expiries) == 2
+    (certs.folder / "server-key.pem").write_bytes(certs.server.key_pem)  # a key of another certificate
+    assert [rotation.poll() for _ in range(4)] == [False] * 4
+    refusals = [r for r in caplog.records if "rotation refused" in r.getMessage()]
+    assert len(refusals) == 1 and "does not match" in refusals[0].getMessage()
+    assert rotation.current.material.serial == new.certificate.serial_number
