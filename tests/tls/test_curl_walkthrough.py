@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support import REPO, free_port, start_flask_upstream, start_process, stop_process, wait_http
+from tests.support import REPO, dev_stack, free_port
 
 PY = sys.executable
 
@@ -33,35 +33,20 @@ def walkthrough(tmp_path_factory):
     (work / "config").mkdir(parents=True)
     shutil.copy(REPO / "config" / "routes.tls.yaml", work / "config")
     run("devcerts", "--dir", str(work / ".devcerts"))
-    issuer_port, gateway_port = free_port(), free_port()
-    issuer = f"http://127.0.0.1:{issuer_port}/"
-    keys = str(tmp / "keys")
-    processes = []
-    try:
-        upstream, upstream_url = start_flask_upstream(tmp / "upstream.log")
-        processes.append(upstream)
-        processes.append(start_process([PY, "-m", "gateway", "devissuer", "--listen", f"127.0.0.1:{issuer_port}",
-                                        "--key-dir", keys], tmp / "issuer.log"))
-        wait_http(issuer + ".well-known/jwks.json", process=processes[-1])
-        env = {"AUTH_ISSUER": issuer, "GATEWAY_LISTEN": f"127.0.0.1:{gateway_port}", "GATEWAY_UPSTREAM": upstream_url,
-               "GATEWAY_ADMIN": f"127.0.0.1:{free_port()}"}
-        processes.append(start_process([PY, "-m", "gateway", "serve", "--config",
-                                        str(work / "config" / "routes.tls.yaml")], tmp / "gateway.log", env=env))
+    with dev_stack(tmp, ["--config", str(work / "config" / "routes.tls.yaml")],
+                   {"GATEWAY_ADMIN": f"127.0.0.1:{free_port()}"}) as (gateway_port, issuer, keys, gateway):
         certs = work / ".devcerts"
         base = f"https://localhost:{gateway_port}"
         ca = ("--cacert", str(certs / "ca.pem"))
         deadline = time.monotonic() + 20
         while curl(*ca, base + "/")[0] != 200:
-            assert processes[-1].poll() is None, (tmp / "gateway.log").read_text()
+            assert gateway.poll() is None, (tmp / "gateway.log").read_text()
             assert time.monotonic() < deadline, "the https gateway did not answer within 20 s"
             time.sleep(0.05)
         bound = run("token", "--scope", "read:user", "--issuer", issuer, "--key-dir", keys,
                     "--cert-bound", str(certs / "client.pem")).strip()
         yield {"base": base, "ca": ca, "cert": ("--cert", str(certs / "client.pem"), "--key",
                                                 str(certs / "client-key.pem")), "bound": bound}
-    finally:
-        for process in reversed(processes):
-            stop_process(process)
 
 
 def test_a_bound_token_is_accepted_with_its_certificate_and_refused_without(walkthrough):
