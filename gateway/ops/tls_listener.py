@@ -149,6 +149,7 @@ class TlsAcceptor:
         self.timeout = timeout  # for the first byte, then again for the handshake
         self._task: asyncio.Task | None = None
         self._handshakes: set[asyncio.Task] = set()
+        self._waiting: dict[socket.socket, asyncio.TimerHandle] = {}  # accepted, first byte not yet seen
         self._plaintext_seen = 0
         self._plaintext_logged = -PLAINTEXT_LOG_EVERY
 
@@ -168,26 +169,28 @@ class TlsAcceptor:
                 continue
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            timer = loop.call_later(self.timeout, self._silent, conn)
-            loop.add_reader(conn.fileno(), self._first_byte, conn, timer)
+            self._waiting[conn] = loop.call_later(self.timeout, self._give_up, conn)
+            loop.add_reader(conn.fileno(), self._first_byte, conn)
 
-    def _silent(self, conn: socket.socket) -> None:
-        """No byte within the idle timeout: the same fate as a silent plain-http connection."""
+    def _stop_waiting(self, conn: socket.socket) -> None:
+        self._waiting.pop(conn).cancel()
         asyncio.get_running_loop().remove_reader(conn.fileno())
+
+    def _give_up(self, conn: socket.socket) -> None:
+        """No byte within the idle timeout (or the listener closes): as for a silent plain-http connection."""
+        self._stop_waiting(conn)
         conn.close()
 
-    def _first_byte(self, conn: socket.socket, timer: asyncio.TimerHandle) -> None:
-        loop = asyncio.get_running_loop()
+    def _first_byte(self, conn: socket.socket) -> None:
         try:
             head = conn.recv(1, socket.MSG_PEEK)
         except BlockingIOError:
             return  # spurious wakeup: still waiting
         except OSError:
             head = b""
-        loop.remove_reader(conn.fileno())
-        timer.cancel()
+        self._stop_waiting(conn)
         if head == TLS_HANDSHAKE_RECORD:
-            task = loop.create_task(self._handshake(conn))
+            task = asyncio.get_running_loop().create_task(self._handshake(conn))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
             return
@@ -203,6 +206,9 @@ class TlsAcceptor:
         except (OSError, asyncio.TimeoutError) as exc:  # a client without the certificate asked for, a bad hello
             log.debug("TLS handshake failed: %s", exc)
             conn.close()
+        except asyncio.CancelledError:
+            conn.close()
+            raise
 
     def _refuse_plaintext(self, conn: socket.socket) -> None:
         """400 in plaintext: the request is read first, so closing sends FIN rather than a reset."""
@@ -223,7 +229,7 @@ class TlsAcceptor:
         now = time.monotonic()
         if now - self._plaintext_logged >= PLAINTEXT_LOG_EVERY:
             log.warning("plain http sent to the https port (from %s): answered 400 and closed; clients must use "
-                        "https:// (%d such connection(s) since the last note)", peer, self._plaintext_seen)
+                        "https:// (%d such connection(s) since the last note; noted at most once a minute)", peer, self._plaintext_seen)
             self._plaintext_seen, self._plaintext_logged = 0, now
 
     def close(self) -> None:
@@ -231,6 +237,8 @@ class TlsAcceptor:
             self._task.cancel()
         for task in list(self._handshakes):
             task.cancel()
+        for conn in list(self._waiting):
+            self._give_up(conn)
         self.sockets[0].close()
 
 
