@@ -141,3 +141,26 @@ async def test_serving_plain_http_off_loopback_warns_once_at_start(provider, hos
     assert len(notes) == (1 if warned else 0)
     if warned:
         assert "cleartext" in notes[0].getMessage() and notes[0].levelno == logging.WARNING
+
+
+def test_a_reload_that_changes_tls_settings_says_they_need_a_restart(certs):
+    from gateway.ops.reload import restart_only_changes
+
+    before = load_config(write_config(certs.folder, TLS), dotenv=None)
+    renewed = issue(certs.ca, "localhost", server_names=("127.0.0.1",), validity=datetime.timedelta(days=60))
+    write_pair(renewed, certs.folder / "server.pem", certs.folder / "server-key.pem")
+    same_settings = load_config(write_config(certs.folder, TLS), dotenv=None)
+    assert before.tls.not_after != same_settings.tls.not_after  # new files: they rotate live
+    assert restart_only_changes(before, same_settings) == []
+    stricter = load_config(write_config(certs.folder, TLS + "  min_version: TLSv1.3\n"), dotenv=None)
+    assert [c for c in restart_only_changes(before, stricter) if c.startswith("tls")]
+    assert [c for c in restart_only_changes(before, load_config(write_config(certs.folder, ""), dotenv=None))
+            if c.startswith("tls")]
+
+
+def test_token_cert_bound_names_an_unusable_certificate_file(tmp_path):
+    result = run_cli("token", "--key-dir", str(tmp_path / "keys"), "--cert-bound", str(tmp_path / "absent.pem"))
+    assert result.returncode == 2 and "--cert-bound" in result.stderr and "absent.pem" in result.stderr
+    (tmp_path / "junk.pem").write_text("junk\n")
+    result = run_cli("token", "--key-dir", str(tmp_path / "keys"), "--cert-bound", str(tmp_path / "junk.pem"))
+    assert result.returncode == 2 and "junk.pem" in result.stderr, result.stderr
