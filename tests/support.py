@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -237,3 +237,28 @@ def start_flask_upstream(log: Path, *gunicorn_args: str, workers: int = 1, threa
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/", process=process)
     return process, url
+
+
+
+@contextmanager
+def dev_stack(folder: Path, gateway_args: list[str], env: dict | None = None):
+    """The README's processes: the Flask app, the development issuer and `gateway serve GATEWAY_ARGS` on a
+    free port (env AUTH_ISSUER, GATEWAY_LISTEN, GATEWAY_UPSTREAM set); yields (gateway port, issuer URL,
+    key folder, gateway process) and stops all three."""
+    gateway_port, issuer_port = free_port(), free_port()
+    issuer, keys = f"http://127.0.0.1:{issuer_port}/", str(folder / "keys")
+    processes = []
+    try:
+        upstream, upstream_url = start_flask_upstream(folder / "upstream.log")
+        processes.append(upstream)
+        processes.append(start_process([sys.executable, "-m", "gateway", "devissuer", "--listen",
+                                        f"127.0.0.1:{issuer_port}", "--key-dir", keys], folder / "issuer.log"))
+        wait_http(issuer + ".well-known/jwks.json", process=processes[-1])
+        env = {"AUTH_ISSUER": issuer, "GATEWAY_LISTEN": f"127.0.0.1:{gateway_port}",
+               "GATEWAY_UPSTREAM": upstream_url, **(env or {})}
+        processes.append(start_process([sys.executable, "-m", "gateway", "serve", *gateway_args],
+                                       folder / "gateway.log", env=env))
+        yield gateway_port, issuer, keys, processes[-1]
+    finally:
+        for process in reversed(processes):
+            stop_process(process)
