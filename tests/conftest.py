@@ -1,6 +1,6 @@
 import pytest
 
-from tests.support import ProviderServer, SigningKey, start_flask_upstream, stop_process
+from tests.support.keys import ProviderServer, SigningKey, start_flask_upstream, stop_process
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from gateway.auth.jwks_cache import build_keys, discovery_urls, parse_max_age
-from tests.support import (
+from tests.support.keys import (
     ISSUER, ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway,
 )
 

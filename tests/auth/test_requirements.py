@@ -5,7 +5,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.support import ISSUER, ProviderServer, SigningKey, claims, config_text, running_gateway
+from tests.support.keys import ISSUER, ProviderServer, SigningKey, claims, config_text, running_gateway
 
 AUTH0 = "https://tenant.eu.auth0.com/"
 OKTA = "https://login.microsoftonline.com/tenant/v2.0"

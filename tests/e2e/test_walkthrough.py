@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import free_port, start_flask_upstream, start_process, stop_process, wait_http, REPO
+from tests.support.keys import free_port, start_flask_upstream, start_process, stop_process, wait_http, REPO
 
 PY = sys.executable
 

@@ -8,11 +8,11 @@ import aiohttp
 from multidict import CIMultiDict
 
 from gateway.observe import access_log
-from tests.ops.helpers import (
+from tests.support.gateway import (
     default_provider, eventually, free_port, get_text, metric, operated_gateway, routes_yaml, serve_process,
     stop_process,
 )
-from tests.support import ProviderServer, claims
+from tests.support.keys import ProviderServer, claims
 
 
 def bearer(token: str) -> dict:

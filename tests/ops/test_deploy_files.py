@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 from gateway.config.loader import build_config
 from gateway.config.lint import lint
 from gateway.config.yaml_source import load_located
-from tests.support import REPO
+from tests.support.keys import REPO
 
 DOCKERFILES = [REPO / "Dockerfile", REPO / "upstream" / "Dockerfile"]
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")

@@ -5,11 +5,11 @@ import signal
 
 import aiohttp
 
-from tests.ops.helpers import (
+from tests.support.gateway import (
     ROUTES, default_provider, eventually, free_port, get_text, metric, routes_yaml, serve_process, stop_process,
     write_atomically,
 )
-from tests.support import claims
+from tests.support.keys import claims
 
 
 def bearer(token: str) -> dict:

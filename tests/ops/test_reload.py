@@ -6,10 +6,10 @@ import aiohttp
 from aiohttp import web
 
 from gateway.ops.reload import ConfigWatch
-from tests.ops.helpers import (
+from tests.support.gateway import (
     ROUTES, default_provider, eventually, metric, operated_gateway, routes_yaml, write_atomically,
 )
-from tests.support import ProviderServer, SigningKey, claims, free_port
+from tests.support.keys import ProviderServer, SigningKey, claims, free_port
 
 
 def bearer(token: str) -> dict:
@@ -163,7 +163,7 @@ def test_restart_only_settings_leave_out_what_reload_applies():
     from gateway.config.loader import build_config
     from gateway.ops.reload import restart_only_changes
     from gateway.config.yaml_source import load_located
-    from tests.support import DEFAULT_ROUTES, REPO, config_text, provider_yaml
+    from tests.support.keys import DEFAULT_ROUTES, REPO, config_text, provider_yaml
 
     base = build_config(load_located(config_text("http://127.0.0.1:5000", provider_yaml("https://k.test/j"),
                                                  DEFAULT_ROUTES), {}), "<t>", REPO)

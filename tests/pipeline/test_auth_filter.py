@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.support import (
+from tests.support.keys import (
     AUDIENCE, DEFAULT_ROUTES, ISSUER, SigningKey, claims, config_text, provider_yaml, running_gateway,
     unsigned_token,
 )
@@ -165,7 +165,7 @@ async def test_claims_headers_cannot_be_spoofed_on_public_route(provider, rsa_ke
 
 
 async def test_upstream_down_is_502_json(provider, rsa_key):
-    from tests.support import free_port
+    from tests.support.keys import free_port
 
     text = config_text(f"http://127.0.0.1:{free_port()}", provider_yaml(provider.jwks_uri), DEFAULT_ROUTES)
     async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
@@ -175,7 +175,7 @@ async def test_upstream_down_is_502_json(provider, rsa_key):
 
 
 async def test_keys_unavailable_is_503_and_public_still_works(flask_upstream, rsa_key):
-    from tests.support import free_port
+    from tests.support.keys import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/jwks.json"
     text = config_text(flask_upstream, provider_yaml(dead), DEFAULT_ROUTES)

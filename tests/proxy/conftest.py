@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.proxy.upstream import Upstream
-from tests.support import (
+from tests.support.upstream import Upstream
+from tests.support.keys import (
     AUDIENCE, ISSUER, claims, config_text, free_port, provider_yaml, running_gateway, start_process, stop_process,
 )
 

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from tests.proxy.upstream import pattern, sha256_of
-from tests.security import rawhttp
+from tests.support.upstream import pattern, sha256_of
+from tests.support import rawhttp
 
 SIZE = 24 * 1024 * 1024 + 12345  # several socket buffers, not a multiple of any chunk size
 

@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 
-from tests.security import rawhttp
+from tests.support import rawhttp
 
 
 async def test_request_line_too_long_is_414(gateway_for, upstream):

@@ -8,8 +8,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.proxy.upstream import Upstream, pattern, sha256_of
-from tests.support import free_port
+from tests.support.upstream import Upstream, pattern, sha256_of
+from tests.support.keys import free_port
 
 
 def status_count(gw, status: int) -> float:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security import rawhttp
+from tests.support import rawhttp
 
 HOP_BY_HOP_SENT = [
     ("Connection", "keep-alive, X-Auth-Subject, X-Client-Private"),

@@ -13,7 +13,7 @@ import hashlib
 import aiohttp
 import pytest
 
-from tests.proxy.upstream import pattern
+from tests.support.upstream import pattern
 
 pytestmark = pytest.mark.large
 

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from tests.support import free_port
+from tests.support.keys import free_port
 
 
 async def _receive(ws, timeout: float = 5.0):

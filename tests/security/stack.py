@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from tests.security import rawhttp
+from tests.support import rawhttp
 from tests.security.forge import sign_raw
-from tests.support import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
+from tests.support.keys import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
 
 
 class RawEcho:

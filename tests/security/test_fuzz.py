@@ -15,9 +15,9 @@ import string
 from jose import jws
 
 from gateway.pipeline.canonical_path import split_target
-from tests.security import rawhttp
+from tests.support import rawhttp
 from tests.security.stack import echoed
-from tests.support import b64url
+from tests.support.keys import b64url
 
 SEED = 20240611
 TOKENS = 1500

@@ -26,7 +26,7 @@ from gateway.auth.extractor import extract_bearer
 from gateway.pipeline.route_table import Route, compile_pattern
 from gateway.auth.verifier import Verifier, split_token
 from gateway.config.yaml_source import load_located
-from tests.support import AUDIENCE, ISSUER, REPO
+from tests.support.keys import AUDIENCE, ISSUER, REPO
 
 # Fresh examples on a developer's machine; a fixed sequence in CI (CI=true), so a red build replays.
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],

@@ -13,7 +13,7 @@ import sys
 import pytest
 from aiohttp import http_parser, web_protocol
 
-from tests.security import rawhttp
+from tests.support import rawhttp
 from tests.security.stack import assert_refused, echoed
 
 H = b"Host: gw.test\r\n"

@@ -24,7 +24,7 @@ from gateway.auth.verifier import (
     signature_verifies, split_token,
 )
 from gateway.config.yaml_source import load_located
-from tests.support import AUDIENCE, REPO, SigningKey, b64url, claims
+from tests.support.keys import AUDIENCE, REPO, SigningKey, b64url, claims
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                     derandomize=bool(os.environ.get("CI")))

@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 
-from tests.security import rawhttp
+from tests.support import rawhttp
 from tests.security.stack import RawEcho
 from tests.security.wycheproof_cases import GATEWAY_ALGORITHMS, KNOWN_GAPS, all_vectors, jose_verdict, resign_cases
-from tests.support import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
+from tests.support.keys import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
 
 REPORT: dict[str, Counter] = {}
 ROUTES = "  - path: /user/**\n    access: authenticated\n"

@@ -14,7 +14,7 @@ from gateway.config.loader import load_config
 from gateway.config.lint import load_checked
 from gateway.ops.operations import Operations, ServeOptions
 from gateway.ops.server import Gateway
-from tests.support import AUDIENCE, DEFAULT_ROUTES, ISSUER, REPO, free_port, start_process, stop_process
+from tests.support.keys import AUDIENCE, DEFAULT_ROUTES, ISSUER, REPO, free_port, start_process, stop_process
 
 ROUTES = DEFAULT_ROUTES
 

@@ -27,7 +27,7 @@ from gateway.config.loader import build_config
 from gateway.ops.server import Gateway
 from gateway.config.yaml_source import load_located
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 ISSUER = "https://issuer.test/"
 AUDIENCE = "https://api.example.test"
 

@@ -8,8 +8,8 @@ import pytest
 from gateway.cli import main
 from gateway.config.loader import load_config
 from gateway.config.lint import covers, lint, segments
-from tests.ops.helpers import REPO
-from tests.support import ISSUER, claims
+from tests.support.gateway import REPO
+from tests.support.keys import ISSUER, claims
 
 BASE = f"""\
 listen: 127.0.0.1:8080
