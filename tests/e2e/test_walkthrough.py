@@ -7,7 +7,8 @@ import urllib.request
 
 import pytest
 
-from tests.support.keys import free_port, start_flask_upstream, start_process, stop_process, wait_http, REPO
+from tests.support.config import REPO
+from tests.support.processes import free_port, start_flask_upstream, start_process, stop_process, wait_http
 
 PY = sys.executable
 

@@ -5,14 +5,12 @@ import logging
 import re
 
 import aiohttp
-from multidict import CIMultiDict
 
 from gateway.observe import access_log
-from tests.support.gateway import (
-    default_provider, eventually, free_port, get_text, metric, operated_gateway, routes_yaml, serve_process,
-    stop_process,
-)
+from tests.support.config import OPERATED, RETRY_FAST, config_text, provider_yaml
+from tests.support.gateway import eventually, get_text, metric, running_gateway, running_operations
 from tests.support.keys import ProviderServer, claims
+from tests.support.processes import free_port, serve_process, stop_process
 
 
 def bearer(token: str) -> dict:
@@ -21,8 +19,9 @@ def bearer(token: str) -> dict:
 
 async def test_metrics_are_present_and_move_with_traffic(tmp_path, provider, flask_upstream, rsa_key):
     path = tmp_path / "routes.yaml"
-    path.write_text(routes_yaml(flask_upstream, default_provider(provider.jwks_uri)))
-    async with operated_gateway(path) as (gateway, operations), aiohttp.ClientSession() as client:
+    path.write_text(config_text(flask_upstream, provider_yaml(provider.jwks_uri, extra=RETRY_FAST), extra=OPERATED))
+    async with running_gateway(path) as gateway, running_operations(gateway, path) as operations, \
+            aiohttp.ClientSession() as client:
         admin = f"http://127.0.0.1:{operations.admin.port}"
         public = f"http://127.0.0.1:{gateway.port}"
         assert operations.admin.port != gateway.port
@@ -73,8 +72,8 @@ async def test_readiness_flips_once_the_identity_provider_answers(tmp_path, rsa_
     idp = ProviderServer([rsa_key, ec_key])
     idp.port = free_port()
     path = tmp_path / "routes.yaml"
-    path.write_text(routes_yaml(flask_upstream, default_provider(idp.jwks_uri)).replace(
-        "listen: 127.0.0.1:0", f"listen: 127.0.0.1:{free_port()}"))
+    path.write_text(config_text(flask_upstream, provider_yaml(idp.jwks_uri, extra=RETRY_FAST), extra=OPERATED,
+                                listen=f"127.0.0.1:{free_port()}"))
     admin_port = free_port()
     process = serve_process(path, tmp_path / "gateway.log", admin_port=admin_port)
     try:
@@ -104,12 +103,12 @@ async def test_access_log_is_json_with_request_ids_and_never_the_token(tmp_path,
     path = tmp_path / "routes.yaml"
     routes = "  - path: /user\n    access: authenticated\n  - path: /admin\n    access:\n      scopes: [read:admin]\n"
     port = free_port()
-    path.write_text(routes_yaml(echo_upstream.url, default_provider(provider.jwks_uri), routes).replace(
-        "listen: 127.0.0.1:0", f"listen: 127.0.0.1:{port}"))
+    path.write_text(config_text(echo_upstream.url, provider_yaml(provider.jwks_uri, extra=RETRY_FAST), routes,
+                                OPERATED, listen=f"127.0.0.1:{port}"))
     log = tmp_path / "gateway.log"
     process = serve_process(path, log, admin_port=free_port())
     token = rsa_key.sign(claims("read:user", sub="alice"))
-    upstream_id = lambda: CIMultiDict(echo_upstream.last["headers"])["X-Request-Id"]  # noqa: E731
+    upstream_id = lambda: echo_upstream.last.header("X-Request-Id")  # noqa: E731
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as client:
             async def served():
@@ -121,12 +120,12 @@ async def test_access_log_is_json_with_request_ids_and_never_the_token(tmp_path,
             async with client.get("/user", headers=bearer(token)) as response:
                 assert response.status == 200
             generated = upstream_id()  # made up here, and forwarded
-            forwarded = len(echo_upstream.requests)
+            forwarded = echo_upstream.hits
             async with client.get("/admin", headers=bearer(token)) as response:
                 assert response.status == 403
             async with client.get(f"/user?access_token={token}", headers={"X-Request-Id": token}) as response:
                 assert response.status == 401
-            assert len(echo_upstream.requests) == forwarded  # refusals never reach the upstream
+            assert echo_upstream.hits == forwarded  # refusals never reach the upstream
     finally:
         stop_process(process)
     text = log.read_text()

@@ -6,18 +6,17 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.support.keys import (
-    AUDIENCE, DEFAULT_ROUTES, ISSUER, SigningKey, claims, config_text, provider_yaml, running_gateway,
-    unsigned_token,
-)
+from tests.support.config import DEFAULT_ROUTES, config_text, provider_yaml
+from tests.support.gateway import gateway_client, running_gateway
+from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims, unsigned_token
+from tests.support.processes import free_port
 
 
 @pytest.fixture
 async def gateway(provider, flask_upstream):
     text = config_text(flask_upstream, provider_yaml(provider.jwks_uri), DEFAULT_ROUTES)
-    async with running_gateway(text) as gw:
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as session:
-            yield session
+    async with gateway_client(text) as (_, session):
+        yield session
 
 
 def bearer(token: str) -> dict:
@@ -124,63 +123,46 @@ async def test_unmatched_route_is_404_and_wrong_method_405(gateway):
         assert r.status == 404
 
 
-async def test_claims_headers_cannot_be_spoofed_on_public_route(provider, rsa_key, aiohttp_server):
+async def test_claims_headers_cannot_be_spoofed_on_public_route(provider, rsa_key, echo_upstream):
     """An echo upstream shows exactly what the gateway forwards."""
-    from aiohttp import web
-
-    seen = {}
-
-    async def echo(request):
-        seen["headers"] = dict(request.headers)
-        seen["path_qs"] = request.raw_path
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    upstream = await aiohttp_server(app)
     routes = DEFAULT_ROUTES + "  - path: /echo/**\n    access: authenticated\n"
-    text = config_text(str(upstream.make_url("")).rstrip("/"), provider_yaml(provider.jwks_uri), routes)
-    async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+    text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), routes)
+    async with gateway_client(text) as (gw, client):
         spoof = {"X-Auth-Scopes": "read:admin", "x_auth_subject": "root", "X-AUTH-CLAIMS": "e30",
                  "X-Auth-Issuer": "me"}
         async with client.get("/", headers=spoof) as r:
             assert r.status == 200
-        lowered = {k.lower().replace("_", "-") for k in seen["headers"]}
-        assert not any(name.startswith("x-auth-") for name in lowered), seen["headers"]
+        lowered = {k.lower().replace("_", "-") for k, _ in echo_upstream.last.headers}
+        assert not any(name.startswith("x-auth-") for name in lowered), echo_upstream.last.headers
 
         token = rsa_key.sign(claims("read:user openid", sub="bob"))
         raw = URL(f"http://127.0.0.1:{gw.port}/echo/a%7Eb/c%20d?x=%2F&y=1&y=2&z=%7E", encoded=True)
         async with aiohttp.ClientSession() as plain, plain.get(raw, headers={**spoof, **bearer(token)}) as r:
             assert r.status == 200
-        headers = seen["headers"]
-        assert headers["X-Auth-Subject"] == "bob"
-        assert headers["X-Auth-Issuer"] == ISSUER
-        assert headers["X-Auth-Scopes"] == "openid read:user"
-        payload = json.loads(base64.urlsafe_b64decode(headers["X-Auth-Claims"] + "=="))
+        seen = echo_upstream.last
+        assert seen.header("X-Auth-Subject") == "bob"
+        assert seen.header("X-Auth-Issuer") == ISSUER
+        assert seen.header("X-Auth-Scopes") == "openid read:user"
+        payload = json.loads(base64.urlsafe_b64decode(seen.header("X-Auth-Claims") + "=="))
         assert payload["sub"] == "bob" and payload["aud"] == AUDIENCE
-        assert "Authorization" not in headers
-        assert "x_auth_subject" not in headers
+        assert seen.header("Authorization") is None
+        assert "x_auth_subject" not in seen.names()
         # unreserved escapes decoded once (as Werkzeug would); the query passes byte for byte
-        assert seen["path_qs"] == "/echo/a~b/c%20d?x=%2F&y=1&y=2&z=%7E"
+        assert seen.target == "/echo/a~b/c%20d?x=%2F&y=1&y=2&z=%7E"
 
 
 async def test_upstream_down_is_502_json(provider, rsa_key):
-    from tests.support.keys import free_port
-
     text = config_text(f"http://127.0.0.1:{free_port()}", provider_yaml(provider.jwks_uri), DEFAULT_ROUTES)
-    async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+    async with gateway_client(text) as (gw, client):
         async with client.get("/") as r:
             status, body = await answer(r)
             assert (status, body["code"]) == (502, "upstream_unavailable")
 
 
 async def test_keys_unavailable_is_503_and_public_still_works(flask_upstream, rsa_key):
-    from tests.support.keys import free_port
-
     dead = f"http://127.0.0.1:{free_port()}/jwks.json"
     text = config_text(flask_upstream, provider_yaml(dead), DEFAULT_ROUTES)
-    async with running_gateway(text, wait_keys=False) as gw, \
-            aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+    async with gateway_client(text, wait_keys=False) as (gw, client):
         async with client.get("/user", headers=bearer(rsa_key.sign(claims()))) as r:
             status, body = await answer(r)
             assert (status, body["code"]) == (503, "jwks_unavailable")
@@ -197,7 +179,7 @@ async def test_path_parameters_only_pass_when_allowed(provider, echo_upstream):
             async with client.get(url) as r:
                 assert r.status == expected
         if expected == 200:
-            assert echo_upstream.last["path_qs"] == "/files/a;v=1/b"
+            assert echo_upstream.last.target == "/files/a;v=1/b"
 
 
 async def test_forwarded_authorization_is_only_ever_the_verified_one(provider, rsa_key, echo_upstream):
@@ -208,15 +190,15 @@ async def test_forwarded_authorization_is_only_ever_the_verified_one(provider, r
     text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), routes, "forward_authorization: true")
     token = rsa_key.sign(claims())
     forged = {"Authorization": "Bearer forged.forged.forged"}
-    async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+    async with gateway_client(text) as (gw, client):
         async with client.get(f"/q?access_token={token}", headers=forged) as r:
             assert r.status == 200
-        assert "Authorization" not in echo_upstream.last["headers"]
+        assert echo_upstream.last.header("Authorization") is None
         async with client.get("/maybe", headers={"Authorization": "Basic dXNlcjpwYXNz"}) as r:
             assert r.status == 401  # a present credential must be a valid bearer token, even where optional
         async with client.get("/h", headers=bearer(token)) as r:
             assert r.status == 200
-        assert echo_upstream.last["headers"]["Authorization"] == f"Bearer {token}"
+        assert echo_upstream.last.header("Authorization") == f"Bearer {token}"
 
 
 async def test_query_and_cookie_tokens_stay_at_the_gateway(provider, rsa_key, echo_upstream):
@@ -226,13 +208,13 @@ async def test_query_and_cookie_tokens_stay_at_the_gateway(provider, rsa_key, ec
     for forward, kept in ((False, False), (True, True)):
         extra = "forward_authorization: true" if forward else ""
         text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), routes, extra)
-        async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+        async with gateway_client(text) as (gw, client):
             url = URL(f"http://127.0.0.1:{gw.port}/q?a=%2F+1&access_token={token}&b", encoded=True)
             async with client.get(url) as r:
                 assert r.status == 200
-            assert echo_upstream.last["path_qs"] == (f"/q?a=%2F+1&access_token={token}&b" if kept else "/q?a=%2F+1&b")
+            assert echo_upstream.last.target == (f"/q?a=%2F+1&access_token={token}&b" if kept else "/q?a=%2F+1&b")
             async with client.get("/q", headers={"Cookie": f"theme=dark; session={token}"}) as r:
                 assert r.status == 200
             expected = f"theme=dark; session={token}" if kept else "theme=dark"
-            assert echo_upstream.last["headers"]["Cookie"] == expected
-            assert echo_upstream.last["headers"]["X-Auth-Subject"] == claims()["sub"]
+            assert echo_upstream.last.header("Cookie") == expected
+            assert echo_upstream.last.header("X-Auth-Subject") == claims()["sub"]

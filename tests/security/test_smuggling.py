@@ -88,7 +88,7 @@ async def test_smuggled_request_in_a_body_stays_body(stack):
                     CHUNKED + b"%x\r\n" % len(inner) + inner + b"\r\n0\r\n\r\n"):
         answer = await stack.raw(POST + framing)
         assert base64.b64decode(echoed(answer)["body"]) == inner
-    assert [r["target"] for r in stack.echo.seen] == ["/public/x", "/public/x"]
+    assert [r.target for r in stack.echo.seen] == ["/public/x", "/public/x"]
 
 
 async def test_pipelined_requests_are_each_judged(stack):
@@ -122,4 +122,4 @@ async def test_http10_with_transfer_encoding_is_not_a_desync(stack):
     raw = b"POST /public/x HTTP/1.0\r\n" + H + CHUNKED + b"0\r\n\r\n" + smuggled
     answers = await asyncio.to_thread(rawhttp.exchange_many, stack.port, [raw, b""])
     assert all(a.status != 200 or echoed(a)["target"] == "/public/x" for a in answers)
-    assert all(r["target"] != "/admin/x" for r in stack.echo.seen)
+    assert all(r.target != "/admin/x" for r in stack.echo.seen)

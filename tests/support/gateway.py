@@ -1,8 +1,7 @@
-"""Machinery for the operations tests: gateways built from a real routes.yaml file, deadlines instead of sleeps."""
+"""The one in-process gateway starter, its operations side, and deadlines instead of sleeps."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,52 +9,58 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config.loader import load_config
 from gateway.config.lint import load_checked
+from gateway.config.loader import load_config
 from gateway.ops.operations import Operations, ServeOptions
 from gateway.ops.server import Gateway
-from tests.support.keys import AUDIENCE, DEFAULT_ROUTES, ISSUER, REPO, free_port, start_process, stop_process
-
-ROUTES = DEFAULT_ROUTES
-
-
-def routes_yaml(upstream: str, providers: list[tuple[str, str, str]], routes: str = ROUTES,
-                admin: str = "127.0.0.1:0", extra: str = "") -> str:
-    """A routes.yaml; `providers` are (name, issuer, jwks_uri) with short retry backoff for tests."""
-    lines = ["listen: 127.0.0.1:0", f"upstream: {upstream}", f"admin: {{listen: {admin}}}",
-             "reload: {interval: 0.05}", extra, "providers:"]
-    for name, issuer, jwks_uri in providers:
-        lines += [f"  - name: {name}", f"    issuer: {issuer}", f"    audience: {AUDIENCE}",
-                  f"    jwks_uri: {jwks_uri}", "    algorithms: [RS256, ES256]",
-                  "    jwks_cache: {retry_min: 0.1, retry_max: 0.5, timeout: 1}"]
-    return "\n".join(lines) + "\nroutes:\n" + routes
-
-
-def default_provider(jwks_uri: str) -> list[tuple[str, str, str]]:
-    return [("test", ISSUER, jwks_uri)]
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """As editors and ConfigMaps do: a new file renamed over the old one."""
-    temporary = path.with_name(path.name + ".new")
-    temporary.write_text(text)
-    temporary.replace(path)
+from tests.support.config import REPO, typed_config
 
 
 @asynccontextmanager
-async def operated_gateway(path: Path, watch: bool = True):
-    """A Gateway plus its operations (admin listener, reloader), in this process."""
-    load = lambda: load_checked(lambda: load_config(path, dotenv=None))  # noqa: E731
-    config, _ = load()
+async def running_gateway(source: str | Path, base_dir: Path = REPO, wait_keys: bool = True, jwks_clock=None):
+    """An in-process Gateway on a free loopback port, from YAML text or a routes.yaml file (loaded and linted).
+
+    `wait_keys`: return once every provider has its keys.  `jwks_clock`: the clock each key cache measures
+    its unknown-kid cooldown on, in place of time.monotonic (a FakeClock lets a test pass the cooldown).
+    """
+    if isinstance(source, Path):
+        config, _ = load_checked(lambda: load_config(source, dotenv=None))
+    else:
+        config = typed_config(source, base_dir=base_dir)
     gateway = Gateway(config)
-    operations = Operations(gateway, ServeOptions(load=load, path=str(path), watch=watch))
     await gateway.start()
+    try:
+        if wait_keys:
+            for cache in gateway.caches.values():
+                await cache.wait_loaded(5.0)
+        if jwks_clock is not None:
+            for cache in gateway.caches.values():
+                cache.clock = jwks_clock
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+@asynccontextmanager
+async def gateway_client(source: str | Path, client_timeout: float = 30.0, **options):
+    """`async with gateway_client(text) as (gateway, client)`: running_gateway(source, **options) and an aiohttp
+    session on its port that hands bodies over as sent (no decompression)."""
+    async with running_gateway(source, **options) as gateway, aiohttp.ClientSession(
+            f"http://127.0.0.1:{gateway.port}", timeout=aiohttp.ClientTimeout(total=client_timeout),
+            auto_decompress=False) as client:
+        yield gateway, client
+
+
+@asynccontextmanager
+async def running_operations(gateway: Gateway, path: Path, watch: bool = True):
+    """The operations side (admin listener, reloader) of a running gateway whose rules come from `path`."""
+    operations = Operations(gateway, ServeOptions(load=lambda: load_checked(lambda: load_config(path, dotenv=None)),
+                                                  path=str(path), watch=watch))
     await operations.start()
     try:
-        yield gateway, operations
+        yield operations
     finally:
         await operations.stop()
-        await gateway.stop()
 
 
 async def eventually(check, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
@@ -76,6 +81,13 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.02, what:
         await asyncio.sleep(interval)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """As editors and ConfigMaps do: a new file renamed over the old one."""
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
 def metric(text: str, name: str, **labels) -> float:
     """The value of one sample in Prometheus text format (0 if absent)."""
     total = 0.0
@@ -89,13 +101,3 @@ def metric(text: str, name: str, **labels) -> float:
 async def get_text(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
     async with session.get(url) as response:
         return response.status, await response.text()
-
-
-def serve_process(config: Path, log: Path, *extra: str, admin_port: int | None = None, env: dict | None = None):
-    """`python -m gateway serve` as a user runs it, JSON logs to `log`."""
-    admin = ["--admin", f"127.0.0.1:{admin_port}"] if admin_port else []
-    return start_process([sys.executable, "-m", "gateway", "serve", "--config", str(config),
-                          "--log-format", "json", *admin, *extra], log, env=env, cwd=REPO)
-
-
-__all__ = ["free_port", "stop_process", "REPO"]

@@ -8,7 +8,7 @@ import pytest
 from gateway.cli import main
 from gateway.config.loader import load_config
 from gateway.config.lint import covers, lint, segments
-from tests.support.gateway import REPO
+from tests.support.config import REPO
 from tests.support.keys import ISSUER, claims
 
 BASE = f"""\
