@@ -17,7 +17,7 @@ each a path a test chooses:
 - `/ws`, `/ws-strict` a WebSocket echo; `/ws-refuse` refuses the upgrade with 403;
 - `/hold` answers only once the test sets `controls.release`, counting requests held at once;
 - `/stall` never answers, `/reset` resets the connection, `/truncated` dies mid-body;
-- `/early-hints` sends a 103 before its answer;
+- `/early-hints` sends a 103 before its answer; `/no-server-header` answers without a Server header;
 - `/once-per-connection` answers the first request on a connection and closes it, unanswered, on the next.
 
 Streams are driven by the test through asyncio events, never by sleeps.
@@ -130,7 +130,7 @@ class EchoUpstream(Served):
             "/hop": self.hop, "/sse": self.sse, "/ws": self.websocket, "/ws-strict": self.websocket,
             "/ws-refuse": self.ws_refuse, "/stall": self.stall, "/reset": self.reset,
             "/truncated": self.truncated, "/hold": self.hold, "/early-hints": self.early_hints,
-            "/once-per-connection": self.once_per_connection,
+            "/once-per-connection": self.once_per_connection, "/no-server-header": self.no_server_header,
         }
 
     @property
@@ -321,3 +321,11 @@ class EchoUpstream(Served):
             raise web.HTTPServiceUnavailable()
         self._answered_connections.add(transport)
         return await self.echo(request)
+
+    async def no_server_header(self, request: web.BaseRequest) -> web.Response:
+        """aiohttp adds a Server header to every answer it writes, so this one is written as bytes; then it closes."""
+        await self._record(request)
+        request.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        request.transport.close()
+        await self.closing.wait()
+        raise web.HTTPServiceUnavailable()
