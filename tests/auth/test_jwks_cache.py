@@ -13,7 +13,7 @@ from gateway.auth.jwks_cache import JwksCache, build_keys, discovery_urls, parse
 from tests.support.clock import FakeClock
 from tests.support.config import config_text, provider_yaml, typed_config
 from tests.support.gateway import eventually, gateway_client, running_gateway
-from tests.support.keys import ISSUER, ProviderServer, SigningKey, claims
+from tests.support.keys import ISSUER, ProviderServer, SigningKey, authorization, claims
 
 COOLDOWN = 60  # passes only when a test advances the clock
 FAST = f"jwks_cache: {{cooldown: {COOLDOWN}, retry_min: 0.05, retry_max: 0.2, min_ttl: 0.2}}"
@@ -25,12 +25,9 @@ def clock():
     return FakeClock()
 
 
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
 
 async def status_of(client, token, path="/user"):
-    async with client.get(path, headers=bearer(token)) as response:
+    async with client.get(path, headers=authorization(token)) as response:
         return response.status, (await response.json(content_type=None)).get("code")
 
 

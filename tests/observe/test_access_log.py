@@ -8,12 +8,9 @@ import aiohttp
 from gateway.observe import access_log
 from tests.support.config import OPERATED, RETRY_FAST, config_text, provider_yaml
 from tests.support.gateway import eventually
-from tests.support.keys import claims
+from tests.support.keys import authorization, claims
 from tests.support.processes import free_port, serve_process, stop_process
 
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_access_log_is_json_with_request_ids_and_never_the_token(tmp_path, provider, rsa_key, echo_upstream):
@@ -29,16 +26,17 @@ async def test_access_log_is_json_with_request_ids_and_never_the_token(tmp_path,
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as client:
             async def served():
-                async with client.get("/user", headers={**bearer(token), "X-Request-Id": "trace-123"}) as response:
+                headers = {**authorization(token), "X-Request-Id": "trace-123"}
+                async with client.get("/user", headers=headers) as response:
                     return response.status == 200
 
             await eventually(served, timeout=20, what="the gateway to serve")
             assert upstream_id() == "trace-123"  # passed through
-            async with client.get("/user", headers=bearer(token)) as response:
+            async with client.get("/user", headers=authorization(token)) as response:
                 assert response.status == 200
             generated = upstream_id()  # made up here, and forwarded
             forwarded = echo_upstream.hits
-            async with client.get("/admin", headers=bearer(token)) as response:
+            async with client.get("/admin", headers=authorization(token)) as response:
                 assert response.status == 403
             async with client.get(f"/user?access_token={token}", headers={"X-Request-Id": token}) as response:
                 assert response.status == 401

@@ -5,12 +5,9 @@ import aiohttp
 
 from tests.support.config import OPERATED, RETRY_FAST, config_text, provider_yaml
 from tests.support.gateway import eventually, get_text, metric, running_gateway, running_operations
-from tests.support.keys import ProviderServer, claims
+from tests.support.keys import ProviderServer, authorization, claims
 from tests.support.processes import free_port, serve_process, stop_process
 
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_metrics_are_present_and_move_with_traffic(tmp_path, provider, flask_upstream, rsa_key):
@@ -37,11 +34,11 @@ async def test_metrics_are_present_and_move_with_traffic(tmp_path, provider, fla
 
         token = rsa_key.sign(claims("read:user"))
         for _ in range(3):
-            async with client.get(f"{public}/user", headers=bearer(token)) as response:
+            async with client.get(f"{public}/user", headers=authorization(token)) as response:
                 assert response.status == 200
-        async with client.get(f"{public}/admin", headers=bearer(token)) as response:
+        async with client.get(f"{public}/admin", headers=authorization(token)) as response:
             assert response.status == 403
-        async with client.get(f"{public}/user", headers=bearer(rsa_key.sign(claims(ttl=-600)))) as response:
+        async with client.get(f"{public}/user", headers=authorization(rsa_key.sign(claims(ttl=-600)))) as response:
             assert response.status == 401
         async with client.get(f"{public}/nowhere") as response:
             assert response.status == 404

@@ -7,12 +7,9 @@ import aiohttp
 
 from tests.support.config import OPERATED, RETRY_FAST, config_text, provider_yaml
 from tests.support.gateway import eventually, get_text, metric, write_atomically
-from tests.support.keys import claims
+from tests.support.keys import authorization, claims
 from tests.support.processes import free_port, serve_process, stop_process
 
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def fixed_port_yaml(upstream: str, jwks_uri: str, port: int, operated: str = OPERATED) -> str:
@@ -22,7 +19,7 @@ def fixed_port_yaml(upstream: str, jwks_uri: str, port: int, operated: str = OPE
 async def fresh_status(url: str, token: str) -> int:
     """One request on a new connection (so SO_REUSEPORT may pick any worker)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as client:
-        async with client.get(url, headers=bearer(token)) as response:
+        async with client.get(url, headers=authorization(token)) as response:
             return response.status
 
 

@@ -6,12 +6,9 @@ import logging
 from gateway.ops.reload import ConfigWatch
 from tests.support.config import DEFAULT_ROUTES, OPERATED, RETRY_FAST, config_text, provider_yaml, typed_config
 from tests.support.gateway import eventually, gateway_client, metric, running_operations, write_atomically
-from tests.support.keys import ProviderServer, SigningKey, claims
+from tests.support.keys import ProviderServer, SigningKey, authorization, claims
 from tests.support.processes import free_port
 
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def reloads(gateway, result: str) -> float:
@@ -31,7 +28,7 @@ async def test_reload_under_load_drops_nothing(tmp_path, provider, flask_upstrea
 
         async def hammer():
             while not done.is_set():
-                async with client.get("/user", headers=bearer(token)) as response:
+                async with client.get("/user", headers=authorization(token)) as response:
                     await response.read()
                     statuses.append(response.status)
 
@@ -56,13 +53,13 @@ async def test_request_in_flight_finishes_under_the_rules_it_started_with(tmp_pa
     path.write_text(config_text(echo_upstream.url, provider_entry, open_rules, OPERATED))
     token = rsa_key.sign(claims("read:user"))
     async with gateway_client(path) as (gateway, client), running_operations(gateway, path, watch=False) as operations:
-        in_flight = asyncio.create_task(client.get("/hold", headers=bearer(token)))
+        in_flight = asyncio.create_task(client.get("/hold", headers=authorization(token)))
         await asyncio.wait_for(echo_upstream.controls.held.wait(), 10)
         old = gateway.generation
         write_atomically(path, config_text(echo_upstream.url, provider_entry, closed_rules, OPERATED))
         assert await operations.reloader.reload("test")
         assert old.inflight == 1  # still running, under the old generation
-        async with client.get("/hold", headers=bearer(token)) as response:
+        async with client.get("/hold", headers=authorization(token)) as response:
             assert response.status == 403  # a new request meets the new rules at once
         echo_upstream.controls.release.set()
         async with await in_flight as response:
@@ -86,7 +83,7 @@ async def test_invalid_edit_is_refused_with_file_line_and_old_rules_keep_answeri
         assert gateway.generation is before
         async with client.get("/user") as response:
             assert response.status == 401  # /user is still protected
-        async with client.get("/user", headers=bearer(rsa_key.sign(claims()))) as response:
+        async with client.get("/user", headers=authorization(rsa_key.sign(claims()))) as response:
             assert response.status == 200
 
         shadowing = good.replace(DEFAULT_ROUTES, "  - path: /admin/**\n    access: public\n" + DEFAULT_ROUTES)
@@ -105,7 +102,7 @@ async def test_reload_that_adds_a_provider_fetches_its_keys_before_the_swap(tmp_
         token = second_key.sign(claims(issuer="https://second.test/"))
         async with gateway_client(path) as (gateway, client), \
                 running_operations(gateway, path, watch=False) as operations:
-            async with client.get("/user", headers=bearer(token)) as response:
+            async with client.get("/user", headers=authorization(token)) as response:
                 assert response.status == 401  # an issuer it does not know yet
             kept = gateway.caches["test"]
             providers = [provider_yaml(provider.jwks_uri, extra=RETRY_FAST),
@@ -115,7 +112,7 @@ async def test_reload_that_adds_a_provider_fetches_its_keys_before_the_swap(tmp_
             assert await operations.reloader.reload("test")
             assert second.fetches >= 1 and gateway.caches["second"].loaded  # fetched before the swap
             assert gateway.caches["test"] is kept  # unchanged providers keep their cache and keys
-            async with client.get("/user", headers=bearer(token)) as response:
+            async with client.get("/user", headers=authorization(token)) as response:
                 assert response.status == 200  # the very first request after the swap
 
             dead = f"http://127.0.0.1:{free_port()}/jwks.json"
@@ -123,7 +120,7 @@ async def test_reload_that_adds_a_provider_fetches_its_keys_before_the_swap(tmp_
             write_atomically(path, config_text(flask_upstream, providers + [third], extra=OPERATED))
             assert not await operations.reloader.reload("test")  # no keys, no swap
             assert "third" not in gateway.caches
-            async with client.get("/user", headers=bearer(token)) as response:
+            async with client.get("/user", headers=authorization(token)) as response:
                 assert response.status == 200
 
 

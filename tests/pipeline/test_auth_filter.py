@@ -8,7 +8,7 @@ from yarl import URL
 
 from tests.support.config import DEFAULT_ROUTES, config_text, provider_yaml
 from tests.support.gateway import gateway_client, running_gateway
-from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims, unsigned_token
+from tests.support.keys import AUDIENCE, ISSUER, SigningKey, authorization, claims, unsigned_token
 from tests.support.processes import free_port
 
 
@@ -18,9 +18,6 @@ async def gateway(provider, flask_upstream):
     async with gateway_client(text) as (_, session):
         yield session
 
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def answer(response):
@@ -34,19 +31,19 @@ async def test_tutorial_walkthrough(gateway, rsa_key):
         status, body = await answer(r)
         assert status == 401 and body["code"] == "authorization_header_missing"
         assert r.headers["WWW-Authenticate"] == 'Bearer realm="api"'
-    async with gateway.get("/user", headers=bearer(rsa_key.sign(claims("read:user")))) as r:
+    async with gateway.get("/user", headers=authorization(rsa_key.sign(claims("read:user")))) as r:
         assert await answer(r) == (200, {"msg": "Hello user!"})
-    async with gateway.get("/admin", headers=bearer(rsa_key.sign(claims("read:user")))) as r:
+    async with gateway.get("/admin", headers=authorization(rsa_key.sign(claims("read:user")))) as r:
         status, body = await answer(r)
         assert status == 403 and body["code"] == "insufficient_scope"
         assert r.headers["WWW-Authenticate"].startswith('Bearer realm="api", error="insufficient_scope"')
         assert 'scope="read:admin"' in r.headers["WWW-Authenticate"]
-    async with gateway.get("/admin", headers=bearer(rsa_key.sign(claims("read:user read:admin")))) as r:
+    async with gateway.get("/admin", headers=authorization(rsa_key.sign(claims("read:user read:admin")))) as r:
         assert await answer(r) == (200, {"msg": "Hello admin!"})
 
 
 async def test_es256_tokens_verify(gateway, ec_key):
-    async with gateway.get("/user", headers=bearer(ec_key.sign(claims()))) as r:
+    async with gateway.get("/user", headers=authorization(ec_key.sign(claims()))) as r:
         assert r.status == 200
 
 
@@ -64,21 +61,23 @@ REJECTIONS = {
     "wrong scheme": (lambda k: {"Authorization": "Basic dXNlcjpwYXNz"}, "invalid_header"),
     "bearer without token": (lambda k: {"Authorization": "Bearer"}, "invalid_header"),
     "two tokens": (lambda k: {"Authorization": "Bearer a.b.c d.e.f"}, "invalid_header"),
-    "garbage token": (lambda k: bearer("not-a-jwt"), "invalid_header"),
-    "undecodable jwt": (lambda k: bearer("aaaa.bbbb.cccc"), "invalid_header"),
-    "jwe": (lambda k: bearer("a.b.c.d.e"), "invalid_header"),
-    "expired": (lambda k: bearer(k.sign(claims(ttl=-600))), "token_expired"),
-    "wrong audience": (lambda k: bearer(k.sign(claims(audience="https://other.test"))), "invalid_claims"),
-    "wrong issuer": (lambda k: bearer(k.sign(claims(issuer="https://evil.test/"))), "invalid_claims"),
-    "not yet valid": (lambda k: bearer(k.sign(claims(nbf=int(__import__("time").time()) + 600))), "invalid_claims"),
-    "no exp": (lambda k: bearer(k.sign({**claims(), "exp": None})), "invalid_claims"),
-    "string exp": (lambda k: bearer(k.sign({**claims(), "exp": "9999999999"})), "invalid_claims"),
-    "other key, same kid": (lambda k: bearer(SigningKey.rsa("rsa-1").sign(claims())), "invalid_signature"),
-    "unknown kid": (lambda k: bearer(SigningKey.rsa("nope").sign(claims())), "invalid_signature"),
-    "alg none": (lambda k: bearer(unsigned_token({"alg": "none", "kid": "rsa-1"}, claims(), b"s" * 32)), "invalid_header"),
-    "hs256 with public key": (lambda k: bearer(_forged_hs256_with_public_key(k)), "invalid_header"),
-    "rs512 not allowed": (lambda k: bearer(k.sign(claims(), algorithm="RS512")), "invalid_header"),
-    "duplicate scope keys": (lambda k: bearer(unsigned_token({"alg": "RS256", "kid": "rsa-1"},
+    "garbage token": (lambda k: authorization("not-a-jwt"), "invalid_header"),
+    "undecodable jwt": (lambda k: authorization("aaaa.bbbb.cccc"), "invalid_header"),
+    "jwe": (lambda k: authorization("a.b.c.d.e"), "invalid_header"),
+    "expired": (lambda k: authorization(k.sign(claims(ttl=-600))), "token_expired"),
+    "wrong audience": (lambda k: authorization(k.sign(claims(audience="https://other.test"))), "invalid_claims"),
+    "wrong issuer": (lambda k: authorization(k.sign(claims(issuer="https://evil.test/"))), "invalid_claims"),
+    "not yet valid": (lambda k: authorization(k.sign(claims(nbf=int(__import__("time").time()) + 600))),
+                      "invalid_claims"),
+    "no exp": (lambda k: authorization(k.sign({**claims(), "exp": None})), "invalid_claims"),
+    "string exp": (lambda k: authorization(k.sign({**claims(), "exp": "9999999999"})), "invalid_claims"),
+    "other key, same kid": (lambda k: authorization(SigningKey.rsa("rsa-1").sign(claims())), "invalid_signature"),
+    "unknown kid": (lambda k: authorization(SigningKey.rsa("nope").sign(claims())), "invalid_signature"),
+    "alg none": (lambda k: authorization(unsigned_token({"alg": "none", "kid": "rsa-1"}, claims(), b"s" * 32)),
+                 "invalid_header"),
+    "hs256 with public key": (lambda k: authorization(_forged_hs256_with_public_key(k)), "invalid_header"),
+    "rs512 not allowed": (lambda k: authorization(k.sign(claims(), algorithm="RS512")), "invalid_header"),
+    "duplicate scope keys": (lambda k: authorization(unsigned_token({"alg": "RS256", "kid": "rsa-1"},
                                                              b'{"scope":"a","scope":"read:admin"}', b"s" * 32)),
                              "invalid_token"),
 }
@@ -102,12 +101,12 @@ async def test_bearer_scheme_is_case_insensitive(gateway, rsa_key):
 
 async def test_substring_scope_does_not_grant(gateway, rsa_key):
     for scope in ("read:admin2", "read:admins", "xread:admin", "read:adm"):
-        async with gateway.get("/admin", headers=bearer(rsa_key.sign(claims(scope)))) as r:
+        async with gateway.get("/admin", headers=authorization(rsa_key.sign(claims(scope)))) as r:
             assert r.status == 403, scope
 
 
 async def test_scp_list_grants_scopes(gateway, rsa_key):
-    async with gateway.get("/admin", headers=bearer(rsa_key.sign(claims(scp=["read:admin"])))) as r:
+    async with gateway.get("/admin", headers=authorization(rsa_key.sign(claims(scp=["read:admin"])))) as r:
         assert r.status == 200
 
 
@@ -137,7 +136,7 @@ async def test_claims_headers_cannot_be_spoofed_on_public_route(provider, rsa_ke
 
         token = rsa_key.sign(claims("read:user openid", sub="bob"))
         raw = URL(f"http://127.0.0.1:{gw.port}/echo/a%7Eb/c%20d?x=%2F&y=1&y=2&z=%7E", encoded=True)
-        async with aiohttp.ClientSession() as plain, plain.get(raw, headers={**spoof, **bearer(token)}) as r:
+        async with aiohttp.ClientSession() as plain, plain.get(raw, headers={**spoof, **authorization(token)}) as r:
             assert r.status == 200
         seen = echo_upstream.last
         assert seen.header("X-Auth-Subject") == "bob"
@@ -163,7 +162,7 @@ async def test_keys_unavailable_is_503_and_public_still_works(flask_upstream, rs
     dead = f"http://127.0.0.1:{free_port()}/jwks.json"
     text = config_text(flask_upstream, provider_yaml(dead), DEFAULT_ROUTES)
     async with gateway_client(text, wait_keys=False) as (gw, client):
-        async with client.get("/user", headers=bearer(rsa_key.sign(claims()))) as r:
+        async with client.get("/user", headers=authorization(rsa_key.sign(claims()))) as r:
             status, body = await answer(r)
             assert (status, body["code"]) == (503, "jwks_unavailable")
         async with client.get("/") as r:
@@ -196,7 +195,7 @@ async def test_forwarded_authorization_is_only_ever_the_verified_one(provider, r
         assert echo_upstream.last.header("Authorization") is None
         async with client.get("/maybe", headers={"Authorization": "Basic dXNlcjpwYXNz"}) as r:
             assert r.status == 401  # a present credential must be a valid bearer token, even where optional
-        async with client.get("/h", headers=bearer(token)) as r:
+        async with client.get("/h", headers=authorization(token)) as r:
             assert r.status == 200
         assert echo_upstream.last.header("Authorization") == f"Bearer {token}"
 

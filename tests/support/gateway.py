@@ -16,6 +16,11 @@ from gateway.ops.server import Gateway
 from tests.support.config import REPO, typed_config
 
 
+def checked_config(path: Path):
+    """(config, warnings) from a routes.yaml file, as `gateway serve` loads it: lint errors refuse it too."""
+    return load_checked(lambda: load_config(path, dotenv=None))
+
+
 @asynccontextmanager
 async def running_gateway(source: str | Path, base_dir: Path = REPO, wait_keys: bool = True, jwks_clock=None):
     """An in-process Gateway on a free loopback port, from YAML text or a routes.yaml file (loaded and linted).
@@ -24,7 +29,7 @@ async def running_gateway(source: str | Path, base_dir: Path = REPO, wait_keys: 
     its unknown-kid cooldown on, in place of time.monotonic (a FakeClock lets a test pass the cooldown).
     """
     if isinstance(source, Path):
-        config, _ = load_checked(lambda: load_config(source, dotenv=None))
+        config, _ = checked_config(source)
     else:
         config = typed_config(source, base_dir=base_dir)
     gateway = Gateway(config)
@@ -54,8 +59,7 @@ async def gateway_client(source: str | Path, client_timeout: float = 30.0, **opt
 @asynccontextmanager
 async def running_operations(gateway: Gateway, path: Path, watch: bool = True):
     """The operations side (admin listener, reloader) of a running gateway whose rules come from `path`."""
-    operations = Operations(gateway, ServeOptions(load=lambda: load_checked(lambda: load_config(path, dotenv=None)),
-                                                  path=str(path), watch=watch))
+    operations = Operations(gateway, ServeOptions(load=lambda: checked_config(path), path=str(path), watch=watch))
     await operations.start()
     try:
         yield operations

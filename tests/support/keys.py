@@ -75,6 +75,11 @@ def claims(scope: str = "", ttl: int = 3600, issuer: str = ISSUER, audience=AUDI
     return {k: v for k, v in body.items() if v is not None}
 
 
+def authorization(token: str) -> dict[str, str]:
+    """The Authorization header that carries `token`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def unsigned_token(header: dict, payload: dict | bytes, signature: bytes = b"") -> str:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return ".".join([b64url(json.dumps(header).encode()), b64url(raw), b64url(signature)])
