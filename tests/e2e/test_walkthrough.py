@@ -7,7 +7,8 @@ import urllib.request
 
 import pytest
 
-from tests.support import dev_stack, free_port, wait_http, REPO
+from tests.support.config import REPO
+from tests.support.processes import dev_stack, free_port, wait_http
 
 PY = sys.executable
 

@@ -2,7 +2,7 @@
 
 `certs` writes a CA, a server pair for 127.0.0.1 and client certificates into the
 test's folder; `tls_gateway` starts an in-process gateway whose `tls:` section
-points at them, in front of the purpose-built upstream of tests/proxy.
+points at them, in front of the shared echo upstream (tests/support/upstream.py).
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import pytest
 from cryptography import x509
 
 from gateway.tools.devcerts import Issued, issue, make_ca, write_pair
-from tests.proxy.upstream import Upstream
-from tests.support import claims, config_text, provider_yaml, running_gateway
+from tests.support.config import config_text, provider_yaml
+from tests.support.gateway import running_gateway
+from tests.support.keys import claims
 
 ROUTES = """\
   - path: /ws
@@ -80,13 +81,6 @@ def certs(tmp_path, issued) -> Certs:
     return Certs(tmp_path, ca, server, client, other, stranger, stranger_ca)
 
 
-@pytest.fixture
-async def upstream():
-    server = await Upstream().start_tcp()
-    yield server
-    await server.stop()
-
-
 def tls_section(client_certs: str = "none", client_ca: str = "ca.pem") -> str:
     lines = ["tls:", "  cert_file: server.pem", "  key_file: server-key.pem"]
     if client_certs != "none":
@@ -95,14 +89,14 @@ def tls_section(client_certs: str = "none", client_ca: str = "ca.pem") -> str:
 
 
 @pytest.fixture
-def tls_gateway(provider, upstream, certs):
+def tls_gateway(provider, echo_upstream, certs):
     """`async with tls_gateway(client_certs=..., provider_extra=...) as gw`: an https gateway on 127.0.0.1."""
 
     @asynccontextmanager
     async def start(client_certs: str = "none", provider_extra: str = "", tls: bool = True, extra: str = "",
                     client_ca: str = "ca.pem"):
         section = tls_section(client_certs, client_ca) if tls else ""
-        text = config_text(upstream.url, provider_yaml(provider.jwks_uri, extra=provider_extra), ROUTES,
+        text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri, extra=provider_extra), ROUTES,
                            section + "reload:\n  interval: 0.05\n" + extra)
         async with running_gateway(text, base_dir=certs.folder) as gw:
             yield gw

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.support import REPO, dev_stack, free_port
+from tests.support.config import REPO
+from tests.support.processes import dev_stack, free_port
 
 PY = sys.executable
 

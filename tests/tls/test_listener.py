@@ -22,7 +22,7 @@ def thumbprint(issued: Issued) -> str:
     return certificate_thumbprint(issued.certificate.public_bytes(serialization.Encoding.DER))
 
 
-async def test_https_with_the_ca_reaches_the_upstream_over_http11(tls_gateway, certs, upstream):
+async def test_https_with_the_ca_reaches_the_upstream_over_http11(tls_gateway, certs, echo_upstream):
     async with tls_gateway() as gw:
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.port, ssl=certs.context())
         ssl_object = writer.get_extra_info("ssl_object")
@@ -32,8 +32,8 @@ async def test_https_with_the_ca_reaches_the_upstream_over_http11(tls_gateway, c
         writer.close()
         async with session(gw, certs.context()) as client, client.get("/echo/public?x=1") as response:
             assert response.status == 200
-    assert upstream.last.header("X-Forwarded-Proto") == "https"
-    assert upstream.last.header("X-Auth-Client-Cert-Sha256") is None
+    assert echo_upstream.last.header("X-Forwarded-Proto") == "https"
+    assert echo_upstream.last.header("X-Auth-Client-Cert-Sha256") is None
 
 
 async def test_a_client_that_does_not_trust_the_ca_fails_the_handshake(tls_gateway, certs):
@@ -42,8 +42,8 @@ async def test_a_client_that_does_not_trust_the_ca_fails_the_handshake(tls_gatew
             await client.get("/echo/public")
 
 
-async def test_wss_relays_frames(tls_gateway, certs, upstream, rsa_key):
-    from tests.support import claims
+async def test_wss_relays_frames(tls_gateway, certs, echo_upstream, rsa_key):
+    from tests.support.keys import claims
 
     token = rsa_key.sign(claims())
     async with tls_gateway() as gw, session(gw, certs.context()) as client:
@@ -51,7 +51,7 @@ async def test_wss_relays_frames(tls_gateway, certs, upstream, rsa_key):
             await ws.send_str("hello")
             message = await asyncio.wait_for(ws.receive(), 5)
             assert (message.type, message.data) == (WSMsgType.TEXT, "echo:hello")
-    assert upstream.last.header("X-Auth-Subject") == "alice"
+    assert echo_upstream.last.header("X-Auth-Subject") == "alice"
 
 
 async def test_a_streamed_body_goes_both_ways_intact(tls_gateway, certs):
@@ -78,7 +78,7 @@ async def _plain_request(port: int) -> bytes:
     return answer
 
 
-async def test_plain_http_to_the_tls_port_gets_a_400_and_is_logged_once(tls_gateway, upstream, caplog):
+async def test_plain_http_to_the_tls_port_gets_a_400_and_is_logged_once(tls_gateway, echo_upstream, caplog):
     caplog.set_level(logging.WARNING, "gateway.tls")
     async with tls_gateway() as gw:
         first, second = await _plain_request(gw.port), await _plain_request(gw.port)
@@ -86,7 +86,7 @@ async def test_plain_http_to_the_tls_port_gets_a_400_and_is_logged_once(tls_gate
     assert b"https://" in first and first == second
     notes = [r for r in caplog.records if "plain http sent to the https port" in r.getMessage()]
     assert len(notes) == 1
-    assert upstream.seen == []
+    assert echo_upstream.seen == []
 
 
 async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(tls_gateway):
@@ -96,31 +96,31 @@ async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(
         writer.close()
 
 
-async def test_client_certs_none_asks_for_none(tls_gateway, certs, upstream):
+async def test_client_certs_none_asks_for_none(tls_gateway, certs, echo_upstream):
     async with tls_gateway("none") as gw, session(gw, certs.context(certs.client)) as client:
         async with client.get("/echo/public") as response:
             assert response.status == 200
-    assert upstream.last.header("X-Auth-Client-Cert-Sha256") is None
+    assert echo_upstream.last.header("X-Auth-Client-Cert-Sha256") is None
 
 
-async def test_client_certs_optional_forwards_the_verified_thumbprint(tls_gateway, certs, upstream):
+async def test_client_certs_optional_forwards_the_verified_thumbprint(tls_gateway, certs, echo_upstream):
     async with tls_gateway("optional") as gw:
         async with session(gw, certs.context()) as client, client.get("/echo/public") as response:
             assert response.status == 200
-        assert upstream.last.header("X-Auth-Client-Cert-Sha256") is None
+        assert echo_upstream.last.header("X-Auth-Client-Cert-Sha256") is None
         forged = {"X-Auth-Client-Cert-Sha256": thumbprint(certs.client), "x_auth_client_cert_sha256": "forged"}
         async with session(gw, certs.context(certs.other_client)) as client, \
                 client.get("/echo/public", headers=forged) as response:
             assert response.status == 200
-        assert upstream.last.all("X-Auth-Client-Cert-Sha256") == [thumbprint(certs.other_client)]
-        assert "x_auth_client_cert_sha256" not in upstream.last.names()
+        assert echo_upstream.last.all("X-Auth-Client-Cert-Sha256") == [thumbprint(certs.other_client)]
+        assert "x_auth_client_cert_sha256" not in echo_upstream.last.names()
         async with session(gw, certs.context(certs.stranger)) as client:
             with pytest.raises(aiohttp.ClientError):  # a certificate from an untrusted CA fails the handshake
                 async with client.get("/echo/public") as response:
                     await response.read()
 
 
-async def test_client_certs_required_refuses_a_handshake_without_one(tls_gateway, certs, upstream):
+async def test_client_certs_required_refuses_a_handshake_without_one(tls_gateway, certs, echo_upstream):
     async with tls_gateway("required") as gw:
         async with session(gw, certs.context()) as client:
             with pytest.raises(aiohttp.ClientError):
@@ -128,7 +128,7 @@ async def test_client_certs_required_refuses_a_handshake_without_one(tls_gateway
                     await response.read()
         async with session(gw, certs.context(certs.client)) as client, client.get("/echo/public") as response:
             assert response.status == 200
-    assert [seen.header("X-Auth-Client-Cert-Sha256") for seen in upstream.seen] == [thumbprint(certs.client)]
+    assert [seen.header("X-Auth-Client-Cert-Sha256") for seen in echo_upstream.seen] == [thumbprint(certs.client)]
 
 
 async def _until(condition, what: str, timeout: float = 10.0):
@@ -142,13 +142,13 @@ async def _until(condition, what: str, timeout: float = 10.0):
 
 
 async def test_rotation_serves_the_new_pair_to_new_handshakes_and_keeps_open_connections(
-        tls_gateway, certs, upstream):
+        tls_gateway, certs, echo_upstream):
     context = certs.context()
     old_serial = certs.server.certificate.serial_number
     async with tls_gateway() as gw:
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.port, ssl=context)
         writer.write(b"GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # in flight on the old pair
-        await asyncio.wait_for(upstream.controls.held.wait(), 5)
+        await asyncio.wait_for(echo_upstream.controls.held.wait(), 5)
         new = certs.rotate()
 
         async def new_pair_served():
@@ -159,7 +159,7 @@ async def test_rotation_serves_the_new_pair_to_new_handshakes_and_keeps_open_con
                        if not line.startswith("#"))
         assert float(scraped["gateway_tls_certificate_expiry_timestamp_seconds"]) == \
             new.certificate.not_valid_after_utc.timestamp()
-        upstream.controls.release.set()
+        echo_upstream.controls.release.set()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
@@ -189,7 +189,7 @@ async def test_a_broken_new_pair_is_refused_and_the_old_one_keeps_serving(tls_ga
             assert response.status == 200
 
 
-async def test_a_replaced_client_ca_decides_the_next_handshakes(tls_gateway, certs, upstream):
+async def test_a_replaced_client_ca_decides_the_next_handshakes(tls_gateway, certs, echo_upstream):
     (certs.folder / "clients-ca.pem").write_bytes(certs.ca.cert_pem)
     async with tls_gateway("required", client_ca="clients-ca.pem") as gw:
         async with session(gw, certs.context(certs.client)) as client, client.get("/echo/public") as response:

@@ -12,7 +12,8 @@ import pytest
 from gateway.config.lint import load_checked
 from gateway.config.loader import ConfigError, load_config
 from gateway.tools.devcerts import issue, write_pair
-from tests.support import REPO, config_text, provider_yaml, running_gateway
+from tests.support.config import REPO, config_text, provider_yaml
+from tests.support.gateway import running_gateway
 
 PROVIDER = provider_yaml("http://127.0.0.1:9/jwks.json")
 ROUTES = "  - path: /**\n    access: authenticated\n"
