@@ -46,9 +46,9 @@ def write_atomically(path: Path, text: str) -> None:
 async def operated_gateway(path: Path, watch: bool = True):
     """A Gateway plus its operations (admin listener, reloader), in this process."""
     load = lambda: load_checked(lambda: load_config(path, dotenv=None))  # noqa: E731
-    config, _ = load()
+    config, warnings = load()
     gateway = Gateway(config)
-    operations = Operations(gateway, ServeOptions(load=load, path=str(path), watch=watch))
+    operations = Operations(gateway, ServeOptions(load=load, path=str(path), watch=watch, warnings=tuple(warnings)))
     await gateway.start()
     await operations.start()
     try:

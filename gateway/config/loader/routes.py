@@ -170,7 +170,7 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
         bad = [m for m in names if m.upper() not in HTTP_METHODS]
         if bad:
             problems.add(section.line("methods"), f"unknown HTTP method(s) {', '.join(bad)}")
-        if not names:
+        if data["methods"] == []:
             problems.add(section.line("methods"), "methods must list at least one method, or be left out for all")
         methods = {m.upper() for m in names}
         if "GET" in methods:
