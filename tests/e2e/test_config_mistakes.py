@@ -135,9 +135,10 @@ def test_yaml_error_through_check(tmp_path):
     assert f"{tmp_path}/routes.yaml:10: not valid YAML: a 'key:' where none can be" in done.stderr
 
 
-@pytest.fixture
-def issuers(tmp_path):
+@pytest.fixture(scope="module")
+def issuers(tmp_path_factory):
     """Two real development issuers: one whose discovery names `http://127.0.0.1:P` (no slash), one `localhost`."""
+    tmp_path = tmp_path_factory.mktemp("issuers")
     keys = tmp_path / "keys"
     processes, urls = [], {}
     try:
