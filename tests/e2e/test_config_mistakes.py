@@ -90,7 +90,7 @@ def test_indentation_slips_and_one_error_per_mistake(tmp_path):
         f"{source}:14: 'claims' belongs under 'access:' (line 13), not in route; check its indentation",
         f"{source}:16: 'methods' in route must be a list, not a string: write methods: [POST]",
         f"{source}:20: 'scopes' in access must be a list, not a string: write scopes: [write:orders]",
-        f"{source}:24: 'methods' belongs to the route (line 21), one level up, not in access; check its indentation",
+        f"{source}:24: 'methods' belongs to the route (line 21), not in access; check its indentation",
         "5 problem(s); the gateway does not start on an invalid config",
     ]
 

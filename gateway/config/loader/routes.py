@@ -87,8 +87,8 @@ def _claim_condition(path_text: Any, spec: Any, line: int, problems: Problems):
 ACCESS_KEYS = ("scopes", "any_scopes", "claims", "providers", "any_of", "all_of")
 
 
-def _access(data: Any, line: int, problems: Problems, provider_names: set[str], nested: bool = False,
-            route_line: int | None = None):
+def _access(data: Any, line: int, problems: Problems, provider_names: set[str], route_line: int,
+            nested: bool = False):
     if isinstance(data, str):
         rule = ACCESS_WORDS.get(data)
         if rule is None or (nested and rule.token is not requirements.TokenNeed.REQUIRED):
@@ -100,9 +100,8 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         problems.add(line, "access must be public, authenticated, optional, or a mapping of "
                            "scopes / any_scopes / claims / providers / any_of / all_of")
         return None
-    up = f"to the route (line {route_line}), one level up" if route_line else "to the route, one level up"
     section = Section(data, "access", problems, ACCESS_KEYS,
-                      {key: up for key in ROUTE_KEYS if key not in ACCESS_KEYS})
+                      {key: f"to the route (line {route_line})" for key in ROUTE_KEYS if key not in ACCESS_KEYS})
     parts: list[requirements.AccessRule] = []
     for key in ("any_of", "all_of"):
         items = section.get(key, list)
@@ -111,7 +110,7 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         if not items:
             problems.add(section.line(key), f"{key} needs at least one rule")
             continue
-        rules = tuple(_access(item, items.item_lines[i], problems, provider_names, nested=True)
+        rules = tuple(_access(item, items.item_lines[i], problems, provider_names, route_line, nested=True)
                       for i, item in enumerate(items))
         if None not in rules:
             parts.append(requirements.AnyOf(rules) if key == "any_of" else requirements.AllOf(rules))
@@ -183,7 +182,7 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
                                 "there is no default, so a typo cannot make a route public")
         access = None
     else:
-        access = _access(data["access"], section.line("access"), problems, provider_names, route_line=data.line)
+        access = _access(data["access"], section.line("access"), problems, provider_names, data.line)
     providers = section.strings("providers") if section.has("providers") else None
     for name in providers or ():
         if name not in provider_names:
