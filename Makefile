@@ -23,6 +23,7 @@ run: $(STAMP)
 	@bash scripts/run-local.sh
 
 test: $(STAMP)
+	@command -v curl >/dev/null || (apt-get update -q && apt-get install -y -q curl)  # make run and the README's lines use it
 	$(VENV)/bin/lint-imports
 	$(PY) -m gateway test --config config/routes.yaml config/routes.test.yaml
 	$(PY) -m pytest -q

@@ -87,7 +87,6 @@ if [[ -z "$UPSTREAM" ]]; then
   UPSTREAM_BIND="127.0.0.1:$UPSTREAM_PORT" .venv/bin/gunicorn -c upstream/gunicorn.conf.py upstream.app:app \
     >"$RUN_DIR/upstream.log" 2>&1 &
   echo $! >"$RUN_DIR/upstream.pid"
-  wait_for upstream "$UPSTREAM/"
   APP="the shipped Flask app on $UPSTREAM"
 else
   curl -s -o /dev/null "$UPSTREAM/" || echo "note: nothing answers at $UPSTREAM yet; start your app there" >&2
@@ -95,6 +94,7 @@ else
 fi
 $PY -m gateway devissuer --listen "127.0.0.1:$ISSUER_PORT" >"$RUN_DIR/devissuer.log" 2>&1 &
 echo $! >"$RUN_DIR/devissuer.pid"
+if [[ -f "$RUN_DIR/upstream.pid" ]]; then wait_for upstream "$UPSTREAM/"; fi  # both start at once
 wait_for devissuer "${ISSUER}.well-known/jwks.json"
 export AUTH_ISSUER=$ISSUER
 GATEWAY_LISTEN="127.0.0.1:$GATEWAY_PORT" GATEWAY_UPSTREAM="$UPSTREAM" GATEWAY_ADMIN="127.0.0.1:$ADMIN_PORT" \
