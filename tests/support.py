@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -226,11 +226,39 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int:
     return process.returncode
 
 
-def start_flask_upstream(log: Path) -> tuple[subprocess.Popen, str]:
+def start_flask_upstream(log: Path, *gunicorn_args: str, workers: int = 1, threads: int = 4,
+                         ) -> tuple[subprocess.Popen, str]:
+    """The shipped upstream under its shipped gunicorn settings; `gunicorn_args` add to them (e.g. an access log)."""
     port = free_port()
     process = start_process(
-        [sys.executable, "-m", "gunicorn", "-c", "upstream/gunicorn.conf.py", "upstream.app:app"], log,
-        env={"UPSTREAM_BIND": f"127.0.0.1:{port}", "UPSTREAM_WORKERS": "1", "UPSTREAM_THREADS": "4"})
+        [sys.executable, "-m", "gunicorn", "-c", "upstream/gunicorn.conf.py", *gunicorn_args, "upstream.app:app"],
+        log, env={"UPSTREAM_BIND": f"127.0.0.1:{port}", "UPSTREAM_WORKERS": str(workers),
+                  "UPSTREAM_THREADS": str(threads)})
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/", process=process)
     return process, url
+
+
+
+@contextmanager
+def dev_stack(folder: Path, gateway_args: list[str], env: dict | None = None):
+    """The README's processes: the Flask app, the development issuer and `gateway serve GATEWAY_ARGS` on a
+    free port (env AUTH_ISSUER, GATEWAY_LISTEN, GATEWAY_UPSTREAM set); yields (gateway port, issuer URL,
+    key folder, gateway process) and stops all three."""
+    gateway_port, issuer_port = free_port(), free_port()
+    issuer, keys = f"http://127.0.0.1:{issuer_port}/", str(folder / "keys")
+    processes = []
+    try:
+        upstream, upstream_url = start_flask_upstream(folder / "upstream.log")
+        processes.append(upstream)
+        processes.append(start_process([sys.executable, "-m", "gateway", "devissuer", "--listen",
+                                        f"127.0.0.1:{issuer_port}", "--key-dir", keys], folder / "issuer.log"))
+        wait_http(issuer + ".well-known/jwks.json", process=processes[-1])
+        env = {"AUTH_ISSUER": issuer, "GATEWAY_LISTEN": f"127.0.0.1:{gateway_port}",
+               "GATEWAY_UPSTREAM": upstream_url, **(env or {})}
+        processes.append(start_process([sys.executable, "-m", "gateway", "serve", *gateway_args],
+                                       folder / "gateway.log", env=env))
+        yield gateway_port, issuer, keys, processes[-1]
+    finally:
+        for process in reversed(processes):
+            stop_process(process)
