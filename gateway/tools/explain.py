@@ -108,5 +108,6 @@ def _issuer_line(config: GatewayConfig, route, token: str) -> str:
     listed = ", ".join(f"{p.issuer!r} ({p.name})" for p in accepted) or "none"
     line = f"token iss {iss!r}; this route accepts {listed}"
     if accepted and all(p.issuer != iss for p in accepted):
-        line += "; no match: " + issuer_difference(accepted[0].issuer, iss) if len(accepted) == 1 else "; no match"
+        fix = issuer_difference(accepted[0].issuer, iss) if len(accepted) == 1 else "no provider here has that issuer"
+        line += f"; no match: {fix}"
     return line
