@@ -84,7 +84,8 @@ def shadowing(routes: tuple[Route, ...]) -> Iterator[Finding]:
             if taken is not None and not taken:
                 continue
             opened = _open_word(earlier) if route.access.token is TokenNeed.REQUIRED else None
-            where = f"the broader {opened + ' ' if opened else ''}route {earlier.pattern!r} at line {earlier.line}"
+            relation = "earlier" if earlier.pattern == route.pattern else "broader"
+            where = f"the {relation} {opened + ' ' if opened else ''}route {earlier.pattern!r} at line {earlier.line}"
             if taken is None:
                 if opened:
                     yield Finding(route.line, f"protected route {route.pattern!r} is shadowed by {where}: every "

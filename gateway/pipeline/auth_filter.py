@@ -95,6 +95,8 @@ class AuthFilter:
             if must_close_after_refusal(request, rejection.status):
                 await answer_and_close(request, response)
             record.status, record.reason = response.status, rejection.code
+            if rejection.status == 403:
+                record.detail = rejection.description  # the unmet condition, in the rule's words: config values only
             if examining and rejection.code != "authorization_header_missing":
                 record.verification = rejection.code
             return response

@@ -8,7 +8,6 @@
   (strict: unknown fields are errors), plus the sidecar wiring;
 - every routes.yaml those files ship is loaded and linted by the gateway's own loader.
 """
-import fnmatch
 import importlib.resources
 import json
 import re
@@ -113,6 +112,14 @@ def hadolint() -> str:
     return found
 
 
+def _dockerignore_match(path: str, pattern: str) -> bool:
+    """Docker's matching: '*' stays within one path segment, '**' spans any number of them."""
+    regex = re.sub(r"\\\*\\\*/|\\\*\\\*|\\\*|\\\?",
+                   lambda m: {"\\*\\*/": "(?:.*/)?", "\\*\\*": ".*", "\\*": "[^/]*", "\\?": "[^/]"}[m.group(0)],
+                   re.escape(pattern))
+    return re.fullmatch(regex, path) is not None
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_hadolint_finds_nothing(dockerfile):
     result = subprocess.run([hadolint(), "--format", "json", "--no-color", str(dockerfile)],
@@ -142,12 +149,12 @@ def test_dockerfiles_pin_python_run_as_non_root_and_copy_only_what_the_context_h
     for kind, value in steps:
         if kind == "COPY" and not value.startswith("--from"):
             for source in value.split()[:-1]:
-                files = [p for p in REPO.glob(source.rstrip("/") + ("/*" if (REPO / source).is_dir() else ""))
-                         if p.is_file()]
+                files = [p for p in REPO.glob(source.rstrip("/") + ("/**/*" if (REPO / source).is_dir() else ""))
+                         if p.is_file() and "__pycache__" not in p.parts]
                 assert files, f"COPY {source}: nothing there"
                 for file in files:
                     relative = str(file.relative_to(REPO))
-                    assert any(fnmatch.fnmatch(relative, pattern) for pattern in allowed), \
+                    assert any(_dockerignore_match(relative, pattern) for pattern in allowed), \
                         f"{relative} is excluded from the build context by .dockerignore"
 
 

@@ -59,7 +59,9 @@ async def gateway_client(source: str | Path, client_timeout: float = 30.0, **opt
 @asynccontextmanager
 async def running_operations(gateway: Gateway, path: Path, watch: bool = True):
     """The operations side (admin listener, reloader) of a running gateway whose rules come from `path`."""
-    operations = Operations(gateway, ServeOptions(load=lambda: checked_config(path), path=str(path), watch=watch))
+    _, warnings = checked_config(path)  # serve passes the start-up warnings on, so a reload does not log them again
+    operations = Operations(gateway, ServeOptions(load=lambda: checked_config(path), path=str(path), watch=watch,
+                                                  warnings=tuple(warnings)))
     await operations.start()
     try:
         yield operations

@@ -70,7 +70,7 @@ def test_check_prints_warnings_and_the_effective_rules(tmp_path, capsys):
     assert table[0].split() == ["LINE", "METHODS", "PATH", "TOKEN", "RULE", "PROVIDERS", "NOTES"]
     assert table[1].split()[:5] == ["9", "GET,HEAD", "/docs/**", "public", "public"]
     assert table[2].split()[:4] == ["12", "*", "/docs/drafts", "required"] and "GET,HEAD taken by line 9" in table[2]
-    assert "any of (scopes ops:read | claim role equals)" in table[3]
+    assert "any of (scopes ops:read | claim role must equal 'operator')" in table[3]
     assert table[4].split()[:3] == ["-", "*", "(anything"] and "404 not_found" in table[4]
     assert run(capsys, "check", "--config", str(path), "--offline", "--strict")[0] == 1
 

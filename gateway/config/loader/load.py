@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.config.loader.providers import read_providers
-from gateway.config.loader.routes import read_routes
+from gateway.config.loader.providers import PROVIDER_KEYS, read_providers
+from gateway.config.loader.routes import ACCESS_KEYS, ROUTE_KEYS, read_routes
 from gateway.config.loader.sections import ConfigError, Problems, Section
 from gateway.config.loader.settings import parse_listen, read_clients, read_operations, read_limits, read_upstream
 from gateway.config.loader.tls import read_tls
@@ -23,7 +23,10 @@ def build_config(data: Any, source: str, base_dir: Path,
     if not isinstance(data, LocatedMap):
         problems.add(getattr(data, "line", 1), "the file must be a mapping with providers and routes")
         raise ConfigError(problems.items)
-    top = Section(data, "the top level", problems, TOP_KEYS)
+    top = Section(data, "the top level", problems, TOP_KEYS, {
+        **{key: "under a route's 'access:'" for key in ACCESS_KEYS},
+        **{key: "to a provider under 'providers:'" for key in PROVIDER_KEYS},
+        **{key: "to a route under 'routes:'" for key in ROUTE_KEYS}})
 
     listen_text = listen or top.get("listen", str, "127.0.0.1:8080")
     try:
