@@ -56,7 +56,7 @@ def _cors(data: Any, line: int, problems: Problems, default: CorsPolicy | None) 
         allow_headers=section.strings("allow_headers", ("Authorization", "Content-Type")),
         expose_headers=section.strings("expose_headers"),
         allow_credentials=credentials,
-        max_age=int(section.number("max_age", 600)),
+        max_age=int(section.duration("max_age", 600)),
     )
 
 
