@@ -2,10 +2,12 @@
 
 Keys are parsed once into python-jose key objects per (kid, algorithm), so a
 request only does a dict lookup.  Refreshes run in the background before the
-`Cache-Control: max-age` runs out; an unknown `kid` may trigger one extra
-refresh, shared by every waiting request and at most once per cooldown, so a
-flood of made-up kids costs O(1) fetches.  A failed refresh keeps the last
-good keys and retries with backoff.
+`Cache-Control: max-age` runs out; an unknown `kid` triggers one extra
+refresh at its first use, shared by every waiting request.  The cooldown
+counts only from unknown-kid and failed refreshes (never from the start-up or
+background fetches, or a key published just after one would be refused for a
+whole cooldown), so a flood of made-up kids still costs O(1) fetches.  A
+failed refresh keeps the last good keys and retries with backoff.
 """
 from __future__ import annotations
 
@@ -156,7 +158,7 @@ class JwksCache:
         self.loaded = False
         self.jwks_uri = provider.jwks_uri
         self._refresh: asyncio.Task | None = None
-        self._last_attempt = float("-inf")
+        self._cooldown_from = float("-inf")  # the last unknown-kid or failed refresh
         self._runner: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -215,9 +217,10 @@ class JwksCache:
         key = self.lookup(kid, algorithm)
         if key is not None or kid in self.keys or self.provider.static_jwks is not None:
             return key
-        if self._refresh is None and self.clock() - self._last_attempt < self.policy.cooldown:
-            return None  # refreshed moments ago: this kid is simply not published
+        if self._refresh is None and self.clock() - self._cooldown_from < self.policy.cooldown:
+            return None  # looked for unknown kids (or failed) moments ago: this kid is simply not published
         self.stats.unknown_kid_refreshes += self._refresh is None
+        self._cooldown_from = self.clock()
         try:
             await self._shared_refresh()
         except FetchError:
@@ -228,7 +231,6 @@ class JwksCache:
     async def _shared_refresh(self) -> float:
         """Run one refresh, or join the one under way; returns the TTL to use."""
         if self._refresh is None:
-            self._last_attempt = self.clock()
             self._refresh = asyncio.create_task(self._fetch_and_install())
             self._refresh.add_done_callback(self._refresh_done)
         return await asyncio.shield(self._refresh)
@@ -252,6 +254,7 @@ class JwksCache:
                 log.exception("provider %s: unexpected error while refreshing keys", self.provider.name)
                 exc = FetchError(f"unexpected {exc.__class__.__name__} while refreshing keys")
             self.stats.failures += 1
+            self._cooldown_from = self.clock()
             self.stats.last_error = str(exc)
             kept = "keeping the last good keys" if self.loaded else "protected routes answer 503 until it works"
             log.warning("provider %s: key refresh failed: %s; %s", self.provider.name, exc, kept)
