@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +30,7 @@ log = logging.getLogger("gateway.jwks")
 _CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)")
 MIN_RSA_BITS = 2048
+_DUPLICATE_KID = "kid appears more than once; every copy is ignored"
 
 
 class FetchError(Exception):
@@ -88,6 +90,9 @@ def build_keys(document: object, algorithms: tuple[str, ...], reuse: dict[str, d
     by_canonical: dict[str, dict] = {}
     duplicated: set = set()
     skipped: list[str] = []
+    # counted over every entry, usable or not: a copy skipped for another reason still makes the kid ambiguous
+    kid_copies = Counter(item["kid"] for item in document["keys"]
+                         if isinstance(item, dict) and isinstance(item.get("kid"), str))
     for index, item in enumerate(document["keys"]):
         label = f"key #{index}"
         if not isinstance(item, dict):
@@ -98,6 +103,9 @@ def build_keys(document: object, algorithms: tuple[str, ...], reuse: dict[str, d
             skipped.append(f"{label}: kid is not a string")
             continue
         label = f"key {kid!r}" if kid is not None else label
+        if kid_copies[kid] > 1:
+            skipped.append(f"{label}: {_DUPLICATE_KID}")
+            continue
         if item.get("use", "sig") != "sig":
             skipped.append(f"{label}: use is {item.get('use')!r}, not 'sig'")
             continue
@@ -118,8 +126,8 @@ def build_keys(document: object, algorithms: tuple[str, ...], reuse: dict[str, d
             if problem:
                 skipped.append(problem)
                 continue
-        if kid in keys or kid in duplicated:
-            skipped.append(f"{label}: kid appears more than once; every copy is ignored")
+        if kid in keys or kid in duplicated:  # keys without a kid: only one may be usable
+            skipped.append(f"{label}: {_DUPLICATE_KID}")
             keys.pop(kid, None)
             duplicated.add(kid)
             continue
