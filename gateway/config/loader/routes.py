@@ -11,6 +11,7 @@ from gateway.config.loader.sections import Problems, Section, is_http_url
 from gateway.config.model import ProviderConfig
 from gateway.config.yaml_source import LocatedList, LocatedMap
 from gateway.pipeline.cors import CorsPolicy
+from gateway.pipeline.route_overlap import overlaps
 from gateway.pipeline.route_table import PatternError, Route, RouteTable, compile_pattern
 
 
@@ -211,19 +212,6 @@ def _token_from(section: Section, problems: Problems, access) -> tuple:
     return tuple(dict.fromkeys(sources)) or HEADER_ONLY
 
 
-def _shadowed(routes: list[Route], problems: Problems) -> None:
-    for index, route in enumerate(routes):
-        for earlier in routes[:index]:
-            same_path = earlier.pattern == route.pattern or earlier.pattern in ("/**",)
-            covers = earlier.methods is None or (route.methods is not None and route.methods <= earlier.methods)
-            if same_path and covers:
-                problems.add(route.line,
-                             f"route {route.pattern!r} can never match: the route at line {earlier.line} "
-                             f"({earlier.pattern!r}) already takes every request it would get; "
-                             "remove it or move it above")
-                break
-
-
 def read_routes(top: Section, problems: Problems, providers: list[ProviderConfig]) -> RouteTable:
     """The route table in file order (first match wins), with unreachable routes reported."""
     names = {p.name for p in providers}
@@ -236,7 +224,9 @@ def read_routes(top: Section, problems: Problems, providers: list[ProviderConfig
         route = _route(item, route_items.item_lines[index], problems, names, default_cors)
         if route is not None:
             routes.append(route)
-    _shadowed(routes, problems)
+    for overlap in overlaps(routes):
+        if overlap.taken is None:  # lint warns about the partial ones
+            problems.add(overlap.route.line, overlap.describe())
     if not providers:
         for route in routes:
             if route.access.token is not requirements.TokenNeed.NONE:
