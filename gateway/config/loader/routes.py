@@ -184,8 +184,9 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
     token_from = _token_from(section, problems, access)
     if regex is None or access is None:
         return None
-    return Route(pattern, regex, methods, access, frozenset(providers) if providers is not None else None,
-                 data.line, cors, token_from)
+    accepted = requirements.intersect_providers(  # `providers:` on the route and in its rule mean the same
+        [frozenset(providers) if providers is not None else None, access.accepted_providers()])
+    return Route(pattern, regex, methods, access, accepted, data.line, cors, token_from)
 
 
 def _token_from(section: Section, problems: Problems, access) -> tuple:
