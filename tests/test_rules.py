@@ -23,6 +23,7 @@ PROVIDERS = """\
     issuer: {okta}
     audience: api://my-api
     jwks_uri: {jwks}
+    scope_claims: [scp]
   - name: keycloak
     issuer: {keycloak}
     audience: my-api

@@ -151,7 +151,7 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
             problems.add(section.line("algorithms"),
                          f"algorithm {algorithm!r} is not accepted ({why}); use one of {', '.join(SUPPORTED_ALGORITHMS)}")
     scope_claims = []
-    for text in section.strings("scope_claims", default=("scope", "scp")):
+    for text in section.strings("scope_claims"):
         try:
             scope_claims.append(parse_claim_path(text))
         except ClaimPathError as exc:
