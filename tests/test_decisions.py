@@ -216,7 +216,8 @@ async def test_forwarded_authorization_is_only_ever_the_verified_one(provider, r
 
 async def test_query_and_cookie_tokens_stay_at_the_gateway(provider, rsa_key, echo_upstream):
     """Like the Authorization header: the upstream gets the verified claims, not the credential (nor its logs)."""
-    routes = "  - path: /q\n    access: authenticated\n    token_from: [query:access_token, cookie:session]\n"
+    routes = "  - path: /q\n    access: authenticated\n    token_from: [query:access_token, cookie:session]\n" \
+             "    methods: [GET]\n"
     token = rsa_key.sign(claims())
     for forward, kept in ((False, False), (True, True)):
         extra = "forward_authorization: true" if forward else ""

@@ -99,6 +99,7 @@ routes:
   - path: /session
     methods: [GET, POST]
     token_from: [cookie:session]
+    csrf_origins: [https://app.example.com]
     access: authenticated
   - path: /admin/**
     access:
@@ -119,8 +120,8 @@ routes:
 """
 
 # each YAML type the issue names, written as YAML, plus the shapes users actually type wrongly
-REPLACEMENTS = ("text", "1h", "7", "0", "-5", "2.5", ".nan", ".inf", "-.inf", "1.0e+400", "1" * 40, "9" * 400,
-                "true", "false", "null", "[1]", "[]", "{a: 1}", "{}", "2001-12-14", "'30s'")
+REPLACEMENTS = ("text", "7", "2.5", ".nan", ".inf", "1" * 40, "true", "null", "[1]", "{a: 1}",  # the issue's ten
+                "0", "1h", "9" * 400, "2001-12-14")
 PROBLEM = re.compile(r"^\S+:\d+: \S")
 SOURCE = "routes.yaml"
 
@@ -177,7 +178,7 @@ def test_the_fixture_itself_loads_with_every_section(tmp_path):
 
 
 def test_every_value_replaced_by_every_yaml_type_loads_or_names_a_line():
-    """Exhaustive over (value, type): a few thousand configs, each built and linted."""
+    """Exhaustive over (value, type): about two thousand configs, each built and linted (a few seconds)."""
     for slot in SLOTS:
         for text in REPLACEMENTS:
             try:
@@ -193,8 +194,8 @@ yaml_texts = st.recursive(
 ).map(lambda value: yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n...\n").strip())
 
 
-@settings(max_examples=400, deadline=None)
-@given(slot=st.sampled_from(SLOTS), text=st.sampled_from(REPLACEMENTS) | yaml_texts)
+@settings(max_examples=200, deadline=None)
+@given(slot=st.sampled_from(SLOTS), text=st.sampled_from(("-5", "-.inf", "1.0e+400", "[]", "{}", "'30s'")) | yaml_texts)
 def test_any_yaml_value_anywhere_loads_or_names_a_line(slot, text):
     build_with(slot, yaml_value(text))
 

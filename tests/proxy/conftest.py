@@ -20,6 +20,7 @@ ROUTES = """\
   - path: /ws
     access: authenticated
     token_from: [header, query:access_token, cookie:session]
+    methods: [GET]
   - path: /ws-strict
     access: authenticated
   - path: /ws-refuse
