@@ -9,6 +9,10 @@ import json
 
 from aiohttp import web
 
+# The Server header of every answer the gateway makes itself (and of forwarded answers whose upstream
+# sent none): no product version to look up vulnerabilities by.  aiohttp would add its own, with versions.
+SERVER = "gateway"
+
 
 class Rejection(Exception):
     """A request the gateway answers itself instead of forwarding."""
@@ -23,7 +27,7 @@ class Rejection(Exception):
         self.scopes = scopes
 
     def response(self, realm: str) -> web.Response:
-        headers = dict(self.headers)
+        headers = {"Server": SERVER, **self.headers}
         if self.status == 401 or self.code == "insufficient_scope":
             headers["WWW-Authenticate"] = self._challenge(realm)
         body = json.dumps({"code": self.code, "description": self.description}).encode()
@@ -90,6 +94,14 @@ def keys_unavailable(provider: str) -> Rejection:
 def upstream_unavailable() -> Rejection:
     return Rejection(502, "upstream_unavailable",
                      "the upstream app refused or dropped the connection; check that it is running")
+
+
+def upstream_tls_error() -> Rejection:
+    return Rejection(502, "upstream_tls_error",
+                     "the TLS connection to the upstream failed: its certificate did not verify, or the "
+                     "handshake was refused (the gateway never falls back to plain HTTP); set upstream.ca_file "
+                     "to the CA that signed its certificate, upstream.server_name to the name in it, and "
+                     "upstream.client_cert/client_key if it requires a client certificate")
 
 
 def upstream_timeout() -> Rejection:

@@ -226,11 +226,14 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int:
     return process.returncode
 
 
-def start_flask_upstream(log: Path) -> tuple[subprocess.Popen, str]:
+def start_flask_upstream(log: Path, *gunicorn_args: str, workers: int = 1, threads: int = 4,
+                         ) -> tuple[subprocess.Popen, str]:
+    """The shipped upstream under its shipped gunicorn settings; `gunicorn_args` add to them (e.g. an access log)."""
     port = free_port()
     process = start_process(
-        [sys.executable, "-m", "gunicorn", "-c", "upstream/gunicorn.conf.py", "upstream.app:app"], log,
-        env={"UPSTREAM_BIND": f"127.0.0.1:{port}", "UPSTREAM_WORKERS": "1", "UPSTREAM_THREADS": "4"})
+        [sys.executable, "-m", "gunicorn", "-c", "upstream/gunicorn.conf.py", *gunicorn_args, "upstream.app:app"],
+        log, env={"UPSTREAM_BIND": f"127.0.0.1:{port}", "UPSTREAM_WORKERS": str(workers),
+                  "UPSTREAM_THREADS": str(threads)})
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/", process=process)
     return process, url

@@ -5,7 +5,7 @@ from gateway.pipeline.route_table import MethodNotAllowed, NoRoute, PatternError
 
 
 def table(*specs):
-    return RouteTable(tuple(Route(p, compile_pattern(p), frozenset(m) if m else None, requirements.Public(), None, i)
+    return RouteTable(tuple(Route(p, compile_pattern(p), frozenset(m) if m else None, requirements.PUBLIC, None, i)
                             for i, (p, m) in enumerate(specs)))
 
 

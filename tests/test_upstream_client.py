@@ -115,3 +115,21 @@ async def test_requests_in_flight_are_bounded_by_the_pool_size():
     finally:
         pool.close()
         server.close()
+
+
+async def test_zero_timeouts_mean_no_limit_as_on_aiohttps_path():
+    """Whatever the loader lets through, both upstream clients read it alike: aiohttp takes 0 as no limit."""
+    async def answers_after_a_moment(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.05)  # an answer that is not instant: a zero timer would fire first
+        writer.write(ANSWER)
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(answers_after_a_moment, "127.0.0.1", 0)
+    pool = UpstreamPool("127.0.0.1", server.sockets[0].getsockname()[1], None, 4, 0, 0)
+    try:
+        assert await roundtrip(pool, "GET") == (200, b"ok")
+    finally:
+        pool.close()
+        server.close()

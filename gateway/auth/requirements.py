@@ -96,34 +96,22 @@ class AccessRule:
 
 
 @dataclass(frozen=True)
-class Public(AccessRule):
-    token = TokenNeed.NONE
+class TokenOnly(AccessRule):
+    """public, optional or authenticated: a rule about whether a token is needed, none about its claims."""
+
+    token: TokenNeed = TokenNeed.REQUIRED
 
     def check(self, identity: Identity) -> Denial | None:
         return None
 
     def describe(self) -> str:
-        return "public"
+        return _TOKEN_WORDS[self.token]
 
 
-@dataclass(frozen=True)
-class OptionalToken(AccessRule):
-    token = TokenNeed.OPTIONAL
-
-    def check(self, identity: Identity) -> Denial | None:
-        return None
-
-    def describe(self) -> str:
-        return "optional"
-
-
-@dataclass(frozen=True)
-class Authenticated(AccessRule):
-    def check(self, identity: Identity) -> Denial | None:
-        return None
-
-    def describe(self) -> str:
-        return "authenticated"
+_TOKEN_WORDS = {TokenNeed.NONE: "public", TokenNeed.OPTIONAL: "optional", TokenNeed.REQUIRED: "authenticated"}
+PUBLIC = TokenOnly(TokenNeed.NONE)
+OPTIONAL_TOKEN = TokenOnly(TokenNeed.OPTIONAL)
+AUTHENTICATED = TokenOnly(TokenNeed.REQUIRED)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # the model holds a RouteTable but never calls it: no runtime import upwards
@@ -63,8 +64,16 @@ class UpstreamConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 100
-    keepalive: float = 30.0
+    keepalive: float = 1.0  # idle seconds before a pooled connection is dropped: below gunicorn's default 2 s
     host: str = "pass"  # Host sent upstream: "pass" (the client's), "upstream" (the URL's), or a literal
+    # https upstreams only (paths resolved against the config file's folder):
+    ca_file: str | None = None  # verify the upstream's certificate against these CAs instead of the system's
+    server_name: str | None = None  # the name its certificate must carry (and SNI), if not the URL's host
+    client_cert: str | None = None  # PEM certificate presented to an upstream that requires mutual TLS
+    client_key: str | None = None  # its PEM private key, unless client_cert holds both
+    # Built once at load from the four above, shared by every client of this upstream (lean pool,
+    # aiohttp, WebSockets); None for http:// and unix: upstreams.
+    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

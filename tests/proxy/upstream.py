@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import socket
+import ssl
 import struct
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ class Seen:
     length: int
     sha256: str
     peer_port: int
+    tls: bool = False  # arrived over TLS
 
     def header(self, name: str) -> str | None:
         values = self.all(name)
@@ -77,6 +79,10 @@ class Controls:
 def _headers(request: web.BaseRequest) -> list[tuple[str, str]]:
     """As received: original spelling, order and repeats."""
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+
+
+def _over_tls(request: web.BaseRequest) -> bool:
+    return request.transport is not None and request.transport.get_extra_info("sslcontext") is not None
 
 
 class Upstream:
@@ -111,12 +117,13 @@ class Upstream:
         add("*", "/hold", self.hold)
         return app
 
-    async def start_tcp(self) -> "Upstream":
+    async def start_tcp(self, tls: ssl.SSLContext | None = None) -> "Upstream":
+        """On a free loopback port; over TLS (an https:// URL) when given a server SSLContext."""
         self.runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.runner.addresses[0][1]}"
         return self
 
     async def start_unix(self, path: str) -> "Upstream":
@@ -140,7 +147,7 @@ class Upstream:
             length += len(chunk)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         seen = Seen(request.method, request.raw_path, _headers(request),
-                    length, digest.hexdigest(), peer[1] if isinstance(peer, tuple) else 0)
+                    length, digest.hexdigest(), peer[1] if isinstance(peer, tuple) else 0, _over_tls(request))
         self.seen.append(seen)
         return seen
 
@@ -207,7 +214,7 @@ class Upstream:
         return response
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
-        self.seen.append(Seen(request.method, request.raw_path, _headers(request), 0, "", 0))
+        self.seen.append(Seen(request.method, request.raw_path, _headers(request), 0, "", 0, _over_tls(request)))
         ws = web.WebSocketResponse(protocols=("chat.v2", "chat.v1"))
         await ws.prepare(request)
         received = self.controls.ws_received

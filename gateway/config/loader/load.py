@@ -30,7 +30,7 @@ def build_config(data: Any, source: str, base_dir: Path,
     except ValueError as exc:
         problems.add(top.line("listen"), str(exc))
         host, port = "127.0.0.1", 8080
-    upstream_cfg = read_upstream(top, problems, upstream)
+    upstream_cfg = read_upstream(top, problems, upstream, base_dir)
     limits = read_limits(top, problems)
     providers = read_providers(top, base_dir, problems)
     routes = read_routes(top, problems, providers)

@@ -20,9 +20,9 @@ HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
 ACCESS_WORDS = {
-    "public": requirements.Public(),
-    "authenticated": requirements.Authenticated(),
-    "optional": requirements.OptionalToken(),
+    "public": requirements.PUBLIC,
+    "authenticated": requirements.AUTHENTICATED,
+    "optional": requirements.OPTIONAL_TOKEN,
 }
 
 
