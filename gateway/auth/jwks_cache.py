@@ -12,6 +12,7 @@ failed refresh keeps the last good keys and retries with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -166,6 +167,7 @@ class JwksCache:
         self.loaded = False
         self.jwks_uri = provider.jwks_uri
         self._refresh: asyncio.Task | None = None
+        self._refresh_for_kid = False  # was the refresh under way started for an unknown kid?
         self._cooldown_from = float("-inf")  # the last unknown-kid or failed refresh
         self._runner: asyncio.Task | None = None
 
@@ -225,20 +227,28 @@ class JwksCache:
         key = self.lookup(kid, algorithm)
         if key is not None or kid in self.keys or self.provider.static_jwks is not None:
             return key
-        if self._refresh is None and self.clock() - self._cooldown_from < self.policy.cooldown:
-            return None  # looked for unknown kids (or failed) moments ago: this kid is simply not published
-        self.stats.unknown_kid_refreshes += self._refresh is None
-        self._cooldown_from = self.clock()
+        if self._refresh is not None and not self._refresh_for_kid:
+            # a background fetch under way may have left before the key was published: let it land, look again
+            with contextlib.suppress(FetchError):
+                await self._shared_refresh()
+            if kid in self.keys:
+                return self.lookup(kid, algorithm)
+        if self._refresh is None:
+            if self.clock() - self._cooldown_from < self.policy.cooldown:
+                return None  # looked for unknown kids (or failed) moments ago: this kid is simply not published
+            self.stats.unknown_kid_refreshes += 1
+            self._cooldown_from = self.clock()
         try:
-            await self._shared_refresh()
+            await self._shared_refresh(for_unknown_kid=True)
         except FetchError:
             return None
         return self.lookup(kid, algorithm)
 
     # -- fetching ----------------------------------------------------------
-    async def _shared_refresh(self) -> float:
+    async def _shared_refresh(self, for_unknown_kid: bool = False) -> float:
         """Run one refresh, or join the one under way; returns the TTL to use."""
         if self._refresh is None:
+            self._refresh_for_kid = for_unknown_kid
             self._refresh = asyncio.create_task(self._fetch_and_install())
             self._refresh.add_done_callback(self._refresh_done)
         return await asyncio.shield(self._refresh)

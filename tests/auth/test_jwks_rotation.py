@@ -5,9 +5,11 @@ background fetches; a flood of random kids still costs O(1) fetches.  Fetches ar
 server over HTTP; nothing sleeps for a race.
 """
 import asyncio
+import json
 import uuid
 
 import aiohttp
+from aiohttp import web
 
 from tests.support import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
 
@@ -58,16 +60,22 @@ async def test_background_refreshes_start_no_cooldown(echo_upstream):
     try:
         async with gateway_for(server, echo_upstream.url) as gw, \
                 aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
-            cache = gw.caches["test"]
-            deadline = asyncio.get_running_loop().time() + 10
-            while cache.stats.fetches < 3:  # polling with a deadline until two background refreshes ran
-                assert asyncio.get_running_loop().time() < deadline, "no background refresh"
-                await asyncio.sleep(0.02)
-            server.publish(old, new)
+            await fetched(server, 3)  # two background refreshes ran
+            server.cache_control = "max-age=300"  # the next one is the last for minutes: nothing else can race
+            await fetched(server, 4)
+            server.publish(old, new)  # right after a background fetch, well inside the 30 s cooldown
             assert await status_of(client, new.sign(claims())) == (200, None)
-            assert cache.stats.unknown_kid_refreshes == 1
+            assert server.fetches == 5 and gw.caches["test"].stats.unknown_kid_refreshes == 1
     finally:
         await server.stop()
+
+
+async def fetched(server, count, timeout=10.0):
+    """Poll, with a deadline, until the JWKS server has answered `count` fetches."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while server.fetches < count:
+        assert asyncio.get_running_loop().time() < deadline, f"only {server.fetches} fetches"
+        await asyncio.sleep(0.02)
 
 
 async def test_a_failed_refresh_starts_the_cooldown(echo_upstream):
@@ -87,5 +95,33 @@ async def test_a_failed_refresh_starts_the_cooldown(echo_upstream):
             await asyncio.gather(*(status_of(client, token) for token in forged))
             assert cache.stats.unknown_kid_refreshes == 1  # the failure started the cooldown
             assert await status_of(client, key.sign(claims())) == (200, None)  # last good keys still serve
+    finally:
+        await server.stop()
+
+
+class SnapshotProvider(ProviderServer):
+    """An IdP whose slow answer holds the keys it had when the request arrived, as a real one's would."""
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        body = json.dumps(self.jwks).encode()
+        self.fetches += 1
+        await asyncio.sleep(self.delay)
+        return web.Response(body=body, content_type="application/json", headers={"Cache-Control": self.cache_control})
+
+
+async def test_a_kid_that_joins_a_background_fetch_begun_before_it_was_published_still_gets_its_refresh(
+        echo_upstream):
+    """Before: the request joined the background fetch under way, which carried the old keys: 401."""
+    old, new = SigningKey.rsa("old"), SigningKey.rsa("new")
+    server = await SnapshotProvider([old]).start()
+    server.cache_control = "max-age=0"  # background refreshes every 0.2 s
+    try:
+        async with gateway_for(server, echo_upstream.url) as gw, \
+                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+            server.delay = 0.5
+            await fetched(server, 2)  # a background fetch has left and is held at the IdP
+            server.cache_control = "max-age=300"
+            server.publish(old, new)
+            assert await status_of(client, new.sign(claims())) == (200, None)
     finally:
         await server.stop()
