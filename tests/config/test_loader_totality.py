@@ -9,6 +9,7 @@ import json
 import re
 
 import pytest
+import trustme
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -216,3 +217,20 @@ def test_a_400_digit_number_is_a_config_error_with_its_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path, dotenv=None)
     assert any(":13: 'max_token_bytes' in limits is far too large" in p for p in info.value.problems), info.value.problems
+
+
+TLS_UPSTREAM = EVERY_SECTION.replace("  url: http://127.0.0.1:5000\n", "  url: https://127.0.0.1:5000\n"
+                                     "  server_name: api.internal\n  ca_file: ca.pem\n")
+
+
+@pytest.mark.parametrize("key", ["url", "server_name", "ca_file"])
+def test_upstream_tls_settings_of_any_yaml_type_load_or_name_a_line(tmp_path, key):
+    """The TLS keys build an SSLContext per load (too slow for the exhaustive test): their own, smaller sweep."""
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    path = tmp_path / "routes.yaml"
+    path.write_text(TLS_UPSTREAM)
+    assert isinstance(loads_or_refuses_with_lines(lambda: load_config(path, dotenv=None)), GatewayConfig)
+    line = next(text for text in TLS_UPSTREAM.splitlines() if text.startswith(f"  {key}: "))
+    for replacement in REPLACEMENTS:
+        path.write_text(TLS_UPSTREAM.replace(line, f"  {key}: {replacement}"))
+        loads_or_refuses_with_lines(lambda: load_config(path, dotenv=None))
