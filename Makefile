@@ -20,6 +20,7 @@ run: $(STAMP)
 	@bash scripts/run-local.sh
 
 test: $(STAMP)
+	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)  # tests/tls: the README's curl walk-through
 	$(VENV)/bin/lint-imports
 	$(PY) -m gateway test --config config/routes.yaml config/routes.test.yaml
 	$(PY) -m pytest -q

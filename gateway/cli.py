@@ -1,4 +1,4 @@
-"""`python -m gateway serve | check | explain | test | token | devissuer`: the command-line contract."""
+"""`python -m gateway serve | check | explain | test | token | devissuer | devcerts`: the command-line contract."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,8 @@ def _loader(args: argparse.Namespace) -> Callable[[], tuple[GatewayConfig, list[
         "listen": getattr(args, "listen", None) or os.environ.get("GATEWAY_LISTEN") or None,
         "upstream": getattr(args, "upstream", None) or os.environ.get("GATEWAY_UPSTREAM") or None,
         "admin": getattr(args, "admin", None) or os.environ.get("GATEWAY_ADMIN") or None,
+        "tls_cert": getattr(args, "tls_cert", None) or os.environ.get("GATEWAY_TLS_CERT") or None,
+        "tls_key": getattr(args, "tls_key", None) or os.environ.get("GATEWAY_TLS_KEY") or None,
     }
     return lambda: load_checked(lambda: load_config(args.config, **overrides))
 
@@ -71,9 +73,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _worker_command(args: argparse.Namespace) -> list[str]:
     command = [sys.executable, "-m", "gateway", "serve", "--config", args.config, "--log-format", args.log_format]
-    for flag in ("listen", "upstream", "admin"):
+    for flag in ("listen", "upstream", "admin", "tls_cert", "tls_key"):
         if getattr(args, flag):
-            command += [f"--{flag}", getattr(args, flag)]
+            command += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
     return command
 
 
@@ -138,7 +140,26 @@ def _token(args: argparse.Namespace) -> int:
 
     keys = DevKeys.load_or_create(args.key_dir)
     claims = access_token_claims(args.scope, args.sub, args.ttl, args.issuer, args.audience)
+    if args.cert_bound is not None:
+        from gateway.tools.devcerts import certificate_confirmation
+
+        try:
+            claims["cnf"] = certificate_confirmation(args.cert_bound)
+        except (OSError, ValueError) as exc:
+            print(f"--cert-bound {args.cert_bound}: {exc}", file=sys.stderr)
+            return 2
     print(keys.mint(claims))
+    return 0
+
+
+def _devcerts(args: argparse.Namespace) -> int:
+    from gateway.tools.devcerts import make_devcerts
+
+    written = make_devcerts(args.dir)
+    print(f"DEVELOPMENT CERTIFICATES in {args.dir}/ (anyone who can read it can impersonate the gateway or "
+          f"the client): {', '.join(p.name for p in written)}", file=sys.stderr)
+    print(f"  serve:  --tls-cert {written[1]} --tls-key {written[2]}")
+    print(f"  client: curl --cacert {written[0]} --cert {written[3]} --key {written[4]} https://localhost:8080/")
     return 0
 
 
@@ -165,6 +186,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gateway.tools.devcerts import DEFAULT_DIR as DEFAULT_CERT_DIR
     from gateway.tools.devissuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_DIR
 
     parser = argparse.ArgumentParser(prog="python -m gateway", description="JWT auth gateway")
@@ -177,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--listen", help="HOST:PORT to listen on (env GATEWAY_LISTEN)")
         sub.add_argument("--upstream", help="upstream URL (env GATEWAY_UPSTREAM)")
         sub.add_argument("--admin", help="HOST:PORT of the admin listener (env GATEWAY_ADMIN; default 127.0.0.1:9901)")
+        sub.add_argument("--tls-cert", help="PEM certificate chain: serve https (env GATEWAY_TLS_CERT; with --tls-key)")
+        sub.add_argument("--tls-key", help="PEM private key of --tls-cert (env GATEWAY_TLS_KEY)")
     serve.add_argument("--workers", type=_positive, default=int(os.environ.get("GATEWAY_WORKERS", "1")),
                        help="processes sharing the port through SO_REUSEPORT (env GATEWAY_WORKERS; default 1)")
     serve.add_argument("--log-format", choices=("auto", "json", "text"),
@@ -209,7 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--issuer", default=DEFAULT_ISSUER)
     token.add_argument("--audience", default=DEFAULT_AUDIENCE)
     token.add_argument("--key-dir", default=DEFAULT_KEY_DIR)
+    token.add_argument("--cert-bound", metavar="CERT_PEM",
+                       help="bind the token to this client certificate (cnf x5t#S256, RFC 8705)")
     token.set_defaults(run=_token)
+
+    certs = commands.add_parser("devcerts", help="make a local CA, a localhost server and a client certificate")
+    certs.add_argument("--dir", default=DEFAULT_CERT_DIR, help=f"where to write them (default {DEFAULT_CERT_DIR})")
+    certs.set_defaults(run=_devcerts)
 
     issuer = commands.add_parser("devissuer", help="run the local development issuer")
     issuer.add_argument("--listen", default="127.0.0.1:9000")

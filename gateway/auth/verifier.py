@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
 
 from gateway import errors
+from gateway.auth.binding import BINDING_HEADER, CLIENT_CERT_HEADER, confirmation_headers
 from gateway.auth.claim_path import MISSING, format_claim_path, lookup
 from gateway.config.model import ProviderConfig
 from gateway.auth.identity import Identity
@@ -31,7 +32,7 @@ SUBJECT_HEADER = "X-Auth-Subject"
 ISSUER_HEADER = "X-Auth-Issuer"
 SCOPES_HEADER = "X-Auth-Scopes"
 CLAIMS_HEADER = "X-Auth-Claims"
-IDENTITY_HEADERS = (SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER)
+IDENTITY_HEADERS = (SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER, BINDING_HEADER, CLIENT_CERT_HEADER)
 _TYP_ALIASES = {"at+jwt": {"at+jwt", "application/at+jwt"}}
 MAX_JSON_DEPTH = 32  # claim sets are shallow; deeper JSON is refused before anyone walks it
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
@@ -319,7 +320,7 @@ class Verifier:
             (ISSUER_HEADER, provider.issuer),
             (SCOPES_HEADER, _scopes_header(scopes)),
             (CLAIMS_HEADER, _b64url(raw_payload)),
-        ) + _forwarded_claims(claims, provider)
+        ) + confirmation_headers(claims) + _forwarded_claims(claims, provider)
         return Identity(
             provider=provider.name,
             issuer=provider.issuer,

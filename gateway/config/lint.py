@@ -4,10 +4,12 @@ The loader already refuses a route an earlier one swallows whole (it can
 never match, and if the earlier route is public the protected one is
 silently open; see pipeline/route_overlap.py).  This module warns about one
 swallowed for some methods only, required scopes no configured provider can
-put in a token, and keys fetched over plain http.
+put in a token, keys fetched over plain http, and a TLS certificate expiring
+within 14 days.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -80,9 +82,23 @@ def plain_http_keys(config: GatewayConfig) -> Iterator[Finding]:
                                          "issuer, never in production (use the provider's https issuer)")
 
 
+EXPIRY_WARNING_DAYS = 14
+
+
+def tls_expiry(config: GatewayConfig, now: float | None = None) -> Iterator[Finding]:
+    """A certificate that expires soon: the rotation that should have replaced it has not happened."""
+    if config.tls is None:
+        return
+    left = config.tls.not_after - (time.time() if now is None else now)
+    if left < EXPIRY_WARNING_DAYS * 86400:
+        yield Finding(config.tls.line, f"the certificate in {config.tls.cert_file} expires in {left / 86400:.1f} "
+                                       f"days ({time.strftime('%Y-%m-%d %H:%M', time.gmtime(config.tls.not_after))} "
+                                       "UTC); replace the files (the gateway picks them up without a restart)")
+
+
 def lint(config: GatewayConfig) -> list[Finding]:
-    return sorted([*shadowing(config.routes.routes), *unreachable_scopes(config), *plain_http_keys(config)],
-                  key=lambda f: f.line)
+    return sorted([*shadowing(config.routes.routes), *unreachable_scopes(config), *plain_http_keys(config),
+                   *tls_expiry(config)], key=lambda f: f.line)
 
 
 def load_checked(load: Callable[[], GatewayConfig]) -> tuple[GatewayConfig, list[str]]:

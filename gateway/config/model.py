@@ -45,6 +45,7 @@ class ProviderConfig:
     forward_claims: tuple[tuple[str, tuple[str, ...]], ...]  # (header name, claim path)
     line: int
     scopes: frozenset[str] | None = None  # the scopes its tokens can carry, if declared (for `check`)
+    token_binding: str = "optional"  # "required": tokens without a `cnf` binding are refused (RFC 8705, RFC 9449)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,23 @@ class ReloadConfig:
     interval: float = 1.0  # seconds between polls of the file
 
 
+CLIENT_CERT_MODES = ("none", "optional", "required")
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """`tls:`: the public listener speaks https only; the files are re-read when they change."""
+
+    cert_file: str  # absolute paths; PEM, leaf first, then intermediates
+    key_file: str
+    client_ca_file: str | None = None  # clients' certificates must chain to these
+    client_certs: str = "none"  # none | optional | required
+    min_version: str = "TLSv1.2"
+    not_after: float = 0.0  # the leaf's expiry when the config was loaded (epoch seconds), for `check`
+    line: int = 0
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     source: str
@@ -119,6 +137,7 @@ class GatewayConfig:
     admin: AdminConfig = AdminConfig(required=False)
     reload: ReloadConfig = ReloadConfig()
     clients: ClientConfig = ClientConfig()
+    tls: TlsConfig | None = None  # None: plain http
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:

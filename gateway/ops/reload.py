@@ -74,6 +74,10 @@ def restart_only_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
             before, after = (dataclasses.replace(v, **live[name]) for v in (before, after))
         if before != after:
             changed.append(name)
+    if old.tls != new.tls and (old.tls is None or new.tls is None
+                               or dataclasses.replace(old.tls, not_after=0, line=0)
+                               != dataclasses.replace(new.tls, not_after=0, line=0)):
+        changed.append("tls (the files' contents rotate live; paths and modes need a restart)")
     if dataclasses.replace(old.limits, max_token_bytes=0) != dataclasses.replace(new.limits, max_token_bytes=0):
         changed.append("limits (other than max_token_bytes)")
     return changed

@@ -17,6 +17,7 @@ from gateway.pipeline import decide
 from gateway import errors
 from gateway.observe.access_log import AccessRecord, request_id, safe_path
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.binding import CLIENT_CERT_HEADER, certificate_thumbprint, check_binding
 from gateway.config.model import GatewayConfig
 from gateway.proxy.body_stream import answer_and_close, must_close_after_refusal
 from gateway.proxy.forwarded import is_trusted
@@ -34,6 +35,8 @@ class AuthFilter:
         self.authenticator = authenticator
         self.forwarder = forwarder
         self.observe = observe  # the access log line and the metrics, once per request
+        self.asks_client_certs = config.tls is not None and config.tls.client_certs != "none"
+        self.binding_required = frozenset(p.name for p in config.providers if p.token_binding == "required")
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
@@ -60,6 +63,9 @@ class AuthFilter:
             identity = await decide.identify(
                 route, lambda: find_token(request, route.token_from, self.config.limits.max_token_bytes),
                 self.authenticator)
+            presented = client_certificate_thumbprint(request) if self.asks_client_certs else None
+            if identity is not None:
+                check_binding(identity, presented, identity.provider in self.binding_required)
             examining = False
             if identity is not None:
                 record.subject, record.verification = identity.subject, "valid"
@@ -72,6 +78,8 @@ class AuthFilter:
                 trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
                 host=self.config.upstream.host, websocket=is_websocket_upgrade(request))
             headers["X-Request-Id"] = record.request_id  # passed through, or generated here
+            if presented is not None:
+                headers[CLIENT_CERT_HEADER] = presented
             if route.token_from != HEADER_ONLY and not self.config.forward_authorization:
                 query = drop_tokens(route.token_from, query, headers)
             record.decision = "allow"
@@ -108,3 +116,11 @@ class AuthFilter:
             return None
         return route.cors.preflight(request.headers["Origin"], method,
                                     request.headers.get("Access-Control-Request-Headers"))
+
+
+def client_certificate_thumbprint(request: web.BaseRequest) -> str | None:
+    """The thumbprint of the connection's client certificate: present only once TLS has verified it."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return certificate_thumbprint(der) if der else None

@@ -3,7 +3,9 @@ import aiohttp
 import pytest
 
 from gateway.auth.jwks_cache import build_keys
-from tests.support import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
+from tests.support.config import config_text, provider_yaml
+from tests.support.gateway import running_gateway
+from tests.support.keys import ProviderServer, SigningKey, claims
 
 USABLE = SigningKey.rsa("a")
 OTHER_COPIES = {

@@ -11,7 +11,9 @@ import uuid
 import aiohttp
 from aiohttp import web
 
-from tests.support import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
+from tests.support.config import config_text, provider_yaml
+from tests.support.gateway import running_gateway
+from tests.support.keys import ProviderServer, SigningKey, claims
 
 ROUTES = "  - path: /user\n    access: authenticated\n"
 COOLDOWN_30S = "jwks_cache: {cooldown: 30s, retry_min: 0.05, retry_max: 0.2, min_ttl: 0.2}"

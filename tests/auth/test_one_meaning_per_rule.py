@@ -6,7 +6,9 @@ and the accepted ones.
 """
 import aiohttp
 
-from tests.support import AUDIENCE, ProviderServer, SigningKey, claims, config_text, running_gateway
+from tests.support.config import config_text
+from tests.support.gateway import running_gateway
+from tests.support.keys import AUDIENCE, ProviderServer, SigningKey, claims
 
 A, B = "https://a.test/", "https://b.test/"
 KEY_A, KEY_B = SigningKey.rsa("key-a"), SigningKey.rsa("key-b")

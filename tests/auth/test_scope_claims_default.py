@@ -6,7 +6,9 @@ The old default read `scope` and `scp` and unioned them, so an IdP rule copying 
 import aiohttp
 import pytest
 
-from tests.support import DEFAULT_ROUTES, claims, config_text, provider_yaml, running_gateway
+from tests.support.config import DEFAULT_ROUTES, config_text, provider_yaml
+from tests.support.gateway import running_gateway
+from tests.support.keys import claims
 
 
 async def admin_status(provider, upstream, token, extra=""):
@@ -29,4 +31,4 @@ async def test_scp_does_not_add_scopes_by_default(provider, echo_upstream, rsa_k
 async def test_a_provider_that_names_scp_gets_it_read(provider, echo_upstream, rsa_key, extra, scope, scp):
     token = rsa_key.sign(claims(scope or "", scp=scp))
     assert (await admin_status(provider, echo_upstream, token, extra))[0] == 200
-    assert "read:admin" in echo_upstream.last["headers"]["X-Auth-Scopes"].split()
+    assert "read:admin" in echo_upstream.last.header("X-Auth-Scopes").split()

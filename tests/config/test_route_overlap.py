@@ -9,7 +9,7 @@ from gateway.config.lint import lint
 from gateway.config.loader import ConfigError, build_config
 from gateway.config.yaml_source import load_located
 from gateway.tools.check import rules_table
-from tests.support import REPO, config_text, provider_yaml
+from tests.support.config import REPO, config_text, provider_yaml
 
 EARLIER_LINE, LATER_LINE = 11, 14
 

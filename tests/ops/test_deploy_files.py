@@ -25,9 +25,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway.config.loader import build_config
-from gateway.config.yaml_source import load_located
-from tests.support import REPO
+from tests.support.config import REPO, typed_config
 
 DOCKERFILES = [REPO / "Dockerfile", REPO / "upstream" / "Dockerfile"]
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
@@ -49,7 +47,7 @@ def k8s(kind: str) -> dict:
 
 def checked_routes(text: str, env: dict[str, str]):
     """A routes.yaml as the gateway would load it with this environment: load errors fail."""
-    return build_config(load_located(text, env), "<shipped>", REPO)
+    return typed_config(text, env)
 
 
 # -- docker-compose.yml ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from tests.support import start_flask_upstream, stop_process
+from tests.support.processes import start_flask_upstream, stop_process
 
 CONNECTIONS = 16
 ROUNDS = int(os.environ.get("KEEPALIVE_RACE_ROUNDS", "12"))  # 16 x 12 = 192 POSTs and 192 GETs
@@ -75,9 +75,9 @@ async def test_early_answers_without_reading_the_body_never_become_502s_nor_rese
     assert set(seen) == set(post_ids)  # every POST reached the upstream exactly once
 
 
-async def test_the_lean_pool_drops_a_connection_idle_for_keepalive_seconds(gateway_for, upstream):
+async def test_the_lean_pool_drops_a_connection_idle_for_keepalive_seconds(gateway_for, echo_upstream):
     """`upstream.keepalive`: reused while fresh, replaced once idle that long (before the upstream closes it)."""
-    async with gateway_for(f"{{url: {upstream.url}, keepalive: 0.3}}") as (_, client):
+    async with gateway_for(f"{{url: {echo_upstream.url}, keepalive: 0.3}}") as (_, client):
         for _ in range(2):
             async with client.get("/status/200") as answer:
                 assert answer.status == 200
@@ -87,42 +87,23 @@ async def test_the_lean_pool_drops_a_connection_idle_for_keepalive_seconds(gatew
             await asyncio.sleep(0.05)
         async with client.get("/status/200") as answer:
             assert answer.status == 200
-    ports = [seen.peer_port for seen in upstream.seen]
+    ports = [seen.peer_port for seen in echo_upstream.seen]
     assert ports[0] == ports[1] != ports[2]
 
 
-async def test_head_is_retried_on_a_dropped_reused_connection_and_bodies_never_reuse_one(gateway_for):
+async def test_head_is_retried_on_a_dropped_reused_connection_and_bodies_never_reuse_one(gateway_for, echo_upstream):
     """aiohttp's path: an idempotent HEAD is sent again once; a POST always has a connection of its own."""
-    requests_per_connection: list[list[bytes]] = []
-
-    async def answer_once_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen: list[bytes] = []
-        requests_per_connection.append(seen)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            seen.append(head.split(b" ", 1)[0])
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            await reader.readexactly(length)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + (b"" if seen[0] == b"HEAD" else b"ok"))
-            await writer.drain()
-            seen.append(await reader.readuntil(b"\r\n\r\n"))  # a reuse: dropped unanswered, as by a closing upstream
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(answer_once_per_connection, "127.0.0.1", 0)
-    try:
-        async with gateway_for(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}") as (_, client):
-            statuses = []
-            for method in ("HEAD", "HEAD", "POST", "POST", "PUT"):
-                async with client.request(method, "/x", data=b"body" if method != "HEAD" else None) as answer:
-                    await answer.read()
-                    statuses.append(answer.status)
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with gateway_for(echo_upstream.url) as (_, client):
+        statuses = []
+        for method in ("HEAD", "HEAD", "POST", "POST", "PUT"):
+            data = b"body" if method != "HEAD" else None
+            async with client.request(method, "/once-per-connection", data=data) as answer:
+                await answer.read()
+                statuses.append(answer.status)
     assert statuses == [200] * 5
-    bodies = [seen for seen in requests_per_connection if seen and seen[0] != b"HEAD"]
-    assert [seen[0] for seen in bodies] == [b"POST", b"POST", b"PUT"]  # each sent once
-    assert all(len(seen) == 1 for seen in bodies)  # on a connection of its own, never reused after it
+    requests_per_connection: dict[int, list[str]] = {}  # by client port, a dropped reuse included
+    for seen in echo_upstream.seen:
+        requests_per_connection.setdefault(seen.peer_port, []).append(seen.method)
+    bodies = [methods for methods in requests_per_connection.values() if methods[0] != "HEAD"]
+    assert [methods[0] for methods in bodies] == ["POST", "POST", "PUT"]  # each sent once
+    assert all(len(methods) == 1 for methods in bodies)  # on a connection of its own, never reused after it

@@ -1,7 +1,7 @@
 """An https:// upstream: every request leaves over verified TLS, and a failed verification is 502, never plaintext.
 
 Certificates come from trustme (a throwaway CA per test session); the
-upstream is the proxy tests' echo server served over TLS, so each request it
+upstream is the tests' echo upstream served over TLS, so each request it
 records says whether it arrived over TLS.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import trustme
 
 from gateway.config.loader import ConfigError, load_config
-from tests.proxy.upstream import Upstream
+from tests.support.upstream import EchoUpstream
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def server_context(ca: trustme.CA, *names: str, client_ca: trustme.CA | None = N
 
 @pytest.fixture
 async def tls_upstream(ca):
-    server = await Upstream().start_tcp(server_context(ca, "127.0.0.1"))
+    server = await EchoUpstream().start(server_context(ca, "127.0.0.1"))
     yield server
     await server.stop()
 
@@ -120,7 +120,7 @@ async def test_a_plain_tcp_listener_in_place_of_the_upstream_receives_a_tls_clie
 
 
 async def test_server_name_names_the_certificate_when_the_url_holds_an_address(gateway_for, ca, ca_file, bearer):
-    upstream = await Upstream().start_tcp(server_context(ca, "upstream.internal"))
+    upstream = await EchoUpstream().start(server_context(ca, "upstream.internal"))
     try:
         async with gateway_for(upstream_yaml(upstream.url, ca_file=ca_file)) as (_, client):
             assert await _all_methods(client, bearer) == ALL_TLS_REFUSED  # 127.0.0.1 is not in its certificate
@@ -136,7 +136,7 @@ async def test_server_name_names_the_certificate_when_the_url_holds_an_address(g
 async def test_a_client_certificate_opens_an_upstream_that_requires_mutual_tls(gateway_for, ca, ca_file, bearer,
                                                                                tmp_path, key_file):
     clients_ca = trustme.CA()
-    upstream = await Upstream().start_tcp(server_context(ca, "127.0.0.1", client_ca=clients_ca))
+    upstream = await EchoUpstream().start(server_context(ca, "127.0.0.1", client_ca=clients_ca))
     client_cert = clients_ca.issue_cert("gateway.internal")
     settings = {"ca_file": ca_file, "client_cert": str(tmp_path / "client.pem")}
     if key_file == "separate":

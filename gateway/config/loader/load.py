@@ -8,16 +8,17 @@ from gateway.config.loader.providers import read_providers
 from gateway.config.loader.routes import read_routes
 from gateway.config.loader.sections import ConfigError, Problems, Section
 from gateway.config.loader.settings import parse_listen, read_clients, read_operations, read_limits, read_upstream
+from gateway.config.loader.tls import read_tls
 from gateway.config.model import GatewayConfig
 from gateway.config.yaml_source import LocatedMap, YamlProblem, environment, load_located
 
 TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits", "cors",
-            "admin", "reload", "clients", "allow_path_params")
+            "admin", "reload", "clients", "allow_path_params", "tls")
 
 
 def build_config(data: Any, source: str, base_dir: Path,
                  listen: str | None = None, upstream: str | None = None,
-                 admin: str | None = None) -> GatewayConfig:
+                 admin: str | None = None, tls_cert: str | None = None, tls_key: str | None = None) -> GatewayConfig:
     problems = Problems(source)
     if not isinstance(data, LocatedMap):
         problems.add(getattr(data, "line", 1), "the file must be a mapping with providers and routes")
@@ -36,6 +37,7 @@ def build_config(data: Any, source: str, base_dir: Path,
     routes = read_routes(top, problems, providers)
     admin_cfg, reload_cfg = read_operations(top, problems, (host, port), admin)
     clients_cfg = read_clients(top, problems)
+    tls_cfg = read_tls(top, problems, base_dir, tls_cert, tls_key)
     realm = top.get("realm", str, "api")
     forward_authorization = top.get("forward_authorization", bool, False)
     allow_path_params = top.get("allow_path_params", bool, False)
@@ -56,11 +58,13 @@ def build_config(data: Any, source: str, base_dir: Path,
         admin=admin_cfg,
         reload=reload_cfg,
         clients=clients_cfg,
+        tls=tls_cfg,
     )
 
 
 def load_config(path: str | Path, listen: str | None = None, upstream: str | None = None,
-                dotenv: Path | None = Path(".env"), admin: str | None = None) -> GatewayConfig:
+                dotenv: Path | None = Path(".env"), admin: str | None = None,
+                tls_cert: str | None = None, tls_key: str | None = None) -> GatewayConfig:
     """Read, expand, validate and type a routes.yaml; raises ConfigError listing every problem."""
     path = Path(path)
     source = str(path)
@@ -74,4 +78,5 @@ def load_config(path: str | Path, listen: str | None = None, upstream: str | Non
         data = load_located(text, environment(dotenv))
     except YamlProblem as exc:
         raise ConfigError([f"{source}:{exc.line}: {exc.message}"]) from None
-    return build_config(data, source, path.parent, listen=listen, upstream=upstream, admin=admin)
+    return build_config(data, source, path.parent, listen=listen, upstream=upstream, admin=admin,
+                        tls_cert=tls_cert, tls_key=tls_key)

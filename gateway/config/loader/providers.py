@@ -75,7 +75,9 @@ def _static_jwks(section: Section, base_dir: Path, problems: Problems):
 PROVIDER_KEYS = (
     "name", "issuer", "audience", "jwks_uri", "jwks", "jwks_file", "algorithms", "leeway",
     "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache", "forward_claims", "scopes",
+    "token_binding",
 )
+TOKEN_BINDINGS = ("optional", "required")
 _TCHAR = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 RESERVED_HEADERS = frozenset({
     "authorization", "host", "content-length", "content-type", "cookie", "x-request-id",
@@ -166,6 +168,11 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
             required.append(parse_claim_path(text))
         except ClaimPathError as exc:
             problems.add(section.line("required_claims"), str(exc))
+    token_binding = section.get("token_binding", str, "optional")
+    if token_binding not in TOKEN_BINDINGS:
+        problems.add(section.line("token_binding"), f"{where}: token_binding must be optional (bound tokens are "
+                                                    "checked, unbound accepted) or required (unbound refused), "
+                                                    f"not {token_binding!r}")
     return ProviderConfig(
         name=name,
         issuer=issuer,
@@ -182,6 +189,7 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
         forward_claims=_forward_claims(section, problems),
         line=data.line,
         scopes=frozenset(section.strings("scopes")) if section.has("scopes") else None,
+        token_binding=token_binding,
     )
 
 

@@ -2,42 +2,29 @@
 import json
 import time
 
-import aiohttp
 import pytest
 
-from tests.support import ISSUER, ProviderServer, SigningKey, claims, config_text, running_gateway
+from tests.support.config import config_text, provider_yaml
+from tests.support.gateway import gateway_client
+from tests.support.keys import ISSUER, ProviderServer, claims
 
 AUTH0 = "https://tenant.eu.auth0.com/"
 OKTA = "https://login.microsoftonline.com/tenant/v2.0"
 KEYCLOAK = "https://sso.example.com/realms/main"
 SERVICES = "https://issuer.internal/"
 
-PROVIDERS = """\
-  - name: auth0
-    issuer: {auth0}
-    audience: [https://api.example.test, https://tenant.eu.auth0.com/userinfo]
-    jwks_uri: {jwks}
-    scope_claims: [scope, permissions]
-    forward_claims: {{X-User-Email: "[https://example.com/email]", X-User-Roles: "[https://example.com/roles]"}}
-  - name: entra
-    issuer: {okta}
-    audience: api://my-api
-    jwks_uri: {jwks}
-    scope_claims: [scp]
-  - name: keycloak
-    issuer: {keycloak}
-    audience: my-api
-    jwks_uri: {jwks}
-    algorithms: [ES256]
-  - name: services
-    issuer: {services}
-    audience: https://api.example.test
-    jwks_uri: {jwks}
-    typ: at+jwt
-    max_lifetime: 600
-    required_claims: [client_id]
-    leeway: 0
-"""
+def providers(jwks_uri: str) -> list[str]:
+    """Four providers shaped like Auth0, Entra ID, Keycloak and an RFC 9068 service issuer, one JWKS."""
+    return [
+        provider_yaml(jwks_uri, "auth0", AUTH0, "[https://api.example.test, https://tenant.eu.auth0.com/userinfo]",
+                      "[RS256]", 'scope_claims: [scope, permissions]\nforward_claims: {X-User-Email: '
+                      '"[https://example.com/email]", X-User-Roles: "[https://example.com/roles]"}'),
+        provider_yaml(jwks_uri, "entra", OKTA, "api://my-api", "[RS256]", "scope_claims: [scp]"),
+        provider_yaml(jwks_uri, "keycloak", KEYCLOAK, "my-api", "[ES256]"),
+        provider_yaml(jwks_uri, "services", SERVICES, algorithms="[RS256]",
+                      extra="typ: at+jwt\nmax_lifetime: 600\nrequired_claims: [client_id]\nleeway: 0"),
+    ]
+
 
 ROUTES = """\
   - path: /public
@@ -77,14 +64,10 @@ ROUTES = """\
 
 @pytest.fixture
 async def gw(echo_upstream, rsa_key, ec_key):
-    server = await ProviderServer([rsa_key, ec_key]).start()
-    providers = PROVIDERS.format(auth0=AUTH0, okta=OKTA, keycloak=KEYCLOAK, services=SERVICES,
-                                 jwks=server.jwks_uri)
-    async with running_gateway(config_text(echo_upstream.url, providers, ROUTES)) as gateway, \
-            aiohttp.ClientSession(f"http://127.0.0.1:{gateway.port}") as client:
+    async with ProviderServer([rsa_key, ec_key]) as server, \
+            gateway_client(config_text(echo_upstream.url, providers(server.jwks_uri), ROUTES)) as (_, client):
         client.echo = echo_upstream
         yield client
-    await server.stop()
 
 
 async def hit(client, path, token=None, method="GET", headers=None):
@@ -109,15 +92,15 @@ async def test_auth0_shape_scope_permissions_namespaced_claims_and_aud_list(gw, 
     assert (await hit(gw, "/docs/a", token))[0] == 200
     assert (await hit(gw, "/docs/a", token, "DELETE"))[0] == 200  # from the permissions list
     assert (await hit(gw, "/ns-roles", token))[0] == 200
-    forwarded = gw.echo.last["headers"]
-    assert forwarded["X-User-Email"] == "a@example.com"
-    assert json.loads(forwarded["X-User-Roles"]) == ["admin", "dev"]
-    assert forwarded["X-Auth-Scopes"] == "delete:docs openid read:cors read:docs"
+    forwarded = gw.echo.last
+    assert forwarded.header("X-User-Email") == "a@example.com"
+    assert json.loads(forwarded.header("X-User-Roles")) == ["admin", "dev"]
+    assert forwarded.header("X-Auth-Scopes") == "delete:docs openid read:cors read:docs"
 
 
 async def test_configured_claim_headers_are_stripped_from_clients(gw):
     await hit(gw, "/public", headers={"X-User-Email": "ceo@example.com", "x_user_roles": "admin"})
-    names = {k.lower().replace("_", "-") for k in gw.echo.last["headers"]}
+    names = {k.lower().replace("_", "-") for k, _ in gw.echo.last.headers}
     assert "x-user-email" not in names and "x-user-roles" not in names
 
 
@@ -191,20 +174,20 @@ async def test_substring_and_prefix_never_grant(gw, rsa_key):
 
 async def test_optional_route(gw, rsa_key):
     assert (await hit(gw, "/maybe"))[0] == 200
-    assert "X-Auth-Subject" not in gw.echo.last["headers"]
+    assert gw.echo.last.header("X-Auth-Subject") is None
     assert (await hit(gw, "/maybe", auth0_token(rsa_key, sub="carol")))[0] == 200
-    assert gw.echo.last["headers"]["X-Auth-Subject"] == "carol"
+    assert gw.echo.last.header("X-Auth-Subject") == "carol"
     assert (await hit(gw, "/maybe", auth0_token(rsa_key, ttl=-100)))[:2] == (401, "token_expired")
 
 
 async def test_cors_preflight_skips_auth_and_errors_are_readable(gw, rsa_key):
     origin = {"Origin": "https://app.example.com"}
     preflight = {**origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
-    seen = len(gw.echo.requests)
+    seen = gw.echo.hits
     status, _, headers = await hit(gw, "/cors", method="OPTIONS", headers=preflight)
     assert status == 204 and headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "GET" in headers["Access-Control-Allow-Methods"]
-    assert len(gw.echo.requests) == seen  # answered by the gateway
+    assert gw.echo.hits == seen  # answered by the gateway
     status, _, _ = await hit(gw, "/cors", method="OPTIONS",
                              headers={**preflight, "Origin": "https://evil.example.com"})
     assert status == 403

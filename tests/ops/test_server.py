@@ -29,16 +29,16 @@ async def _exit_code(gw, deadline: float) -> int:
     return gw.process.returncode
 
 
-async def test_sigterm_finishes_requests_in_flight_then_exits_0(gateway_process, upstream, bearer, record_property):
-    gw = await gateway_process(upstream.url, extra="clients:\n  drain_timeout: 10")
+async def test_sigterm_finishes_requests_in_flight_then_exits_0(gateway_process, echo_upstream, bearer, record_property):
+    gw = await gateway_process(echo_upstream.url, extra="clients:\n  drain_timeout: 10")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client:
         in_flight = asyncio.ensure_future(client.put(gw.url + "/hold", data=b"u" * 100_000))
-        await asyncio.wait_for(upstream.controls.held.wait(), 5)  # the upstream has it, and holds it
+        await asyncio.wait_for(echo_upstream.controls.held.wait(), 5)  # the upstream has it, and holds it
         signalled = time.monotonic()
         gw.process.send_signal(signal.SIGTERM)
         closed_at = await _refused(gw.port, signalled + 5)
         assert not in_flight.done()  # still waiting for its upstream: not cut short
-        upstream.controls.release.set()
+        echo_upstream.controls.release.set()
         response = await asyncio.wait_for(in_flight, 10)
         assert (response.status, await response.text()) == (200, "held 100000")
         assert await _exit_code(gw, signalled + 10) == 0
@@ -47,13 +47,13 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(gateway_process,
     record_property("drain_exit_after_release_s", round(exited_at - signalled, 3))
 
 
-async def test_sigterm_deadline_cuts_the_rest_and_websockets_get_1001(gateway_process, upstream, bearer,
+async def test_sigterm_deadline_cuts_the_rest_and_websockets_get_1001(gateway_process, echo_upstream, bearer,
                                                                       record_property):
-    gw = await gateway_process(upstream.url, extra="clients:\n  drain_timeout: 1")
+    gw = await gateway_process(echo_upstream.url, extra="clients:\n  drain_timeout: 1")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client:
         ws = await client.ws_connect(gw.url + "/ws", headers=bearer())
         stuck = asyncio.ensure_future(client.get(gw.url + "/hold"))
-        await asyncio.wait_for(upstream.controls.held.wait(), 5)
+        await asyncio.wait_for(echo_upstream.controls.held.wait(), 5)
         signalled = time.monotonic()
         gw.process.send_signal(signal.SIGTERM)
         message = await asyncio.wait_for(ws.receive(), 5)
@@ -71,12 +71,12 @@ async def test_sigterm_deadline_cuts_the_rest_and_websockets_get_1001(gateway_pr
     record_property("drain_deadline_exit_after_s", round(exit_after, 3))
 
 
-async def test_sigterm_right_after_a_reload_still_drains_requests_of_the_old_rules(gateway_process, upstream):
+async def test_sigterm_right_after_a_reload_still_drains_requests_of_the_old_rules(gateway_process, echo_upstream):
     """Found in review: drain waited only on the newest generation, cutting requests of the previous one."""
-    gw = await gateway_process(upstream.url, extra="clients:\n  drain_timeout: 10")
+    gw = await gateway_process(echo_upstream.url, extra="clients:\n  drain_timeout: 10")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client:
         in_flight = asyncio.ensure_future(client.get(gw.url + "/hold"))
-        await asyncio.wait_for(upstream.controls.held.wait(), 5)
+        await asyncio.wait_for(echo_upstream.controls.held.wait(), 5)
         gw.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while "applied" not in gw.log.read_text():
@@ -86,7 +86,7 @@ async def test_sigterm_right_after_a_reload_still_drains_requests_of_the_old_rul
         await _refused(gw.port, time.monotonic() + 5)
         done, _ = await asyncio.wait([in_flight], timeout=0.5)  # well past aiohttp's 50 ms cancel grace
         assert not done, "the request of the previous rules was cut short"
-        upstream.controls.release.set()
+        echo_upstream.controls.release.set()
         response = await asyncio.wait_for(in_flight, 10)
         assert response.status == 200
         assert await _exit_code(gw, time.monotonic() + 10) == 0

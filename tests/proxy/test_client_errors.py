@@ -5,20 +5,20 @@ import asyncio
 import logging
 import time
 
-from tests.security import rawhttp
+from tests.support import rawhttp
 
 
-async def test_request_line_too_long_is_414(gateway_for, upstream):
-    async with gateway_for(upstream.url) as (gw, _):
+async def test_request_line_too_long_is_414(gateway_for, echo_upstream):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         answer = await rawhttp.send(gw.port, rawhttp.build("GET", "/echo/" + "a" * 9000))
     assert (answer.status, answer.json()["code"]) == (414, "uri_too_long")
-    assert upstream.seen == []
+    assert echo_upstream.seen == []
 
 
-async def test_header_too_large_is_431_and_the_token_is_not_logged(gateway_for, upstream, token, caplog):
+async def test_header_too_large_is_431_and_the_token_is_not_logged(gateway_for, echo_upstream, token, caplog):
     caplog.set_level(logging.DEBUG)
     secret = token(padding="p" * 20000)  # a real token, longer than one header line may be
-    async with gateway_for(upstream.url) as (gw, _):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         answer = await rawhttp.send(gw.port, rawhttp.build("GET", "/echo/x", [("Authorization", f"Bearer {secret}")]))
     assert (answer.status, answer.json()["code"]) == (431, "request_header_fields_too_large")
     logged = caplog.text
@@ -26,15 +26,15 @@ async def test_header_too_large_is_431_and_the_token_is_not_logged(gateway_for, 
     assert secret[:40] not in logged and "eyJ" not in logged  # ... without a byte of the token
 
 
-async def test_too_many_headers_is_431(gateway_for, upstream):
-    async with gateway_for(upstream.url) as (gw, _):
+async def test_too_many_headers_is_431(gateway_for, echo_upstream):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         answer = await rawhttp.send(gw.port, rawhttp.build("GET", "/status/200",
                                                            [(f"X-H{i}", "v") for i in range(101)]))
     assert (answer.status, answer.json()["code"]) == (431, "request_header_fields_too_large")
 
 
-async def test_token_too_long_is_401_invalid_header(gateway_for, upstream, token):
-    async with gateway_for(upstream.url) as (gw, _):
+async def test_token_too_long_is_401_invalid_header(gateway_for, echo_upstream, token):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         long_token = token(padding="p" * 7000)
         assert 8192 < len(long_token) < 16000  # fits a header line, not the token limit
         answer = await rawhttp.send(gw.port, rawhttp.build("GET", "/echo/x", [("Authorization", f"Bearer {long_token}")]))
@@ -42,8 +42,8 @@ async def test_token_too_long_is_401_invalid_header(gateway_for, upstream, token
     assert "longer than 8192" in answer.json()["description"]
 
 
-async def test_garbage_is_400_json(gateway_for, upstream):
-    async with gateway_for(upstream.url) as (gw, _):
+async def test_garbage_is_400_json(gateway_for, echo_upstream):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         answer = await rawhttp.send(gw.port, b"GET /status/200 HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
     assert (answer.status, answer.json()["code"]) == (400, "malformed_request")
 
@@ -67,9 +67,9 @@ async def _slowloris(port: int, closed: list[float]) -> None:
     writer.close()
 
 
-async def test_slowloris_clients_are_cut_off_while_others_are_served(gateway_for, upstream):
+async def test_slowloris_clients_are_cut_off_while_others_are_served(gateway_for, echo_upstream):
     idle = 1.0
-    async with gateway_for(upstream.url, extra=f"clients:\n  idle_timeout: {idle}") as (gw, client):
+    async with gateway_for(echo_upstream.url, extra=f"clients:\n  idle_timeout: {idle}") as (gw, client):
         closed: list[float] = []
         started = time.monotonic()
         attackers = [asyncio.ensure_future(_slowloris(gw.port, closed)) for _ in range(200)]
@@ -89,8 +89,8 @@ async def test_slowloris_clients_are_cut_off_while_others_are_served(gateway_for
     assert len(latencies) >= 5 and max(latencies) < 0.5
 
 
-async def test_idle_keep_alive_connection_is_closed(gateway_for, upstream):
-    async with gateway_for(upstream.url, extra="clients:\n  idle_timeout: 0.5") as (gw, _):
+async def test_idle_keep_alive_connection_is_closed(gateway_for, echo_upstream):
+    async with gateway_for(echo_upstream.url, extra="clients:\n  idle_timeout: 0.5") as (gw, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
         writer.write(rawhttp.build("GET", "/status/204"))
         assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 204")

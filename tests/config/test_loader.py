@@ -7,7 +7,7 @@ import pytest
 
 from gateway.auth import requirements
 from gateway.config.loader import ConfigError, load_config
-from tests.support import DEFAULT_ROUTES, REPO
+from tests.support.config import DEFAULT_ROUTES, REPO
 
 GOOD = """\
 listen: 127.0.0.1:8080

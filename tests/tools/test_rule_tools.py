@@ -1,4 +1,5 @@
-"""`check` lints and table, `explain` and `test`: outputs and exit codes, through the real command line."""
+"""The rule tools `check` (lints and table), `explain` and `test`: outputs and exit codes, through the real command
+line (the lints themselves: tests/config/test_lint.py)."""
 import asyncio
 import subprocess
 import sys
@@ -6,11 +7,8 @@ import sys
 import pytest
 
 from gateway.cli import main
-from gateway.config.loader import ConfigError, load_config
-from gateway.config.lint import lint
-from gateway.pipeline.route_overlap import covers, segments
-from tests.ops.helpers import REPO
-from tests.support import ISSUER, claims
+from tests.support.config import REPO
+from tests.support.keys import ISSUER, claims
 
 BASE = f"""\
 listen: 127.0.0.1:8080
@@ -34,52 +32,6 @@ def run(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.mark.parametrize("broad, narrow, expected", [
-    ("/**", "/anything/at/all", True),
-    ("/admin/**", "/admin", True),
-    ("/admin/**", "/admin/users/*", True),
-    ("/admin/*", "/admin/users", True),
-    ("/admin/*", "/admin/", False),  # '*' needs a non-empty segment
-    ("/admin/*", "/admin/**", False),
-    ("/admin/users", "/admin/*", False),
-    ("/admin/**", "/administrator", False),
-    ("/*/b", "/a/*", False),
-    ("/caf%C3%A9", "/café", True),  # compared in canonical spelling, as routes match
-])
-def test_pattern_cover(broad, narrow, expected):
-    assert covers(segments(broad), segments(narrow)) is expected
-
-
-def test_lints_find_shadowing_and_unreachable_scopes(tmp_path):
-    config = load_config(write(tmp_path, """\
-  - path: /api/**
-    methods: [GET]
-    access: public
-  - path: /api/reports
-    access:
-      scopes: [read:reports]
-  - path: /billing
-    access:
-      scopes: [read:billing]
-"""), dotenv=None)
-    findings = {f.line: f.message for f in lint(config)}
-    assert "GET,HEAD requests to '/api/reports' are answered by the broader public route '/api/**' at line 9 " \
-           "without a token" in findings[12]
-    assert 15 not in findings  # no provider declares scopes: nothing to say
-    with pytest.raises(ConfigError) as refused:  # swallowed whole: the loader refuses it
-        load_config(write(tmp_path, "  - path: /admin/*\n    access: authenticated\n"
-                                    "  - path: /admin/users\n    access: authenticated\n"), dotenv=None)
-    assert "routes.yaml:11: route '/admin/users' can never match: the broader route '/admin/*' at line 9" \
-        in refused.value.problems[0]
-
-    declared = BASE.replace("    jwks_uri:", "    scopes: [read:reports]\n    jwks_uri:")
-    config = load_config(write(tmp_path, "  - path: /billing\n    access:\n      scopes: [read:billing]\n",
-                               base=declared), dotenv=None)
-    (finding,) = lint(config)
-    assert finding.message == "route '/billing' requires scope 'read:billing', which none of the providers main " \
-                              "declares under 'scopes:'"
 
 
 def test_check_refuses_a_public_route_shadowing_a_protected_one(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""The proxy settings in routes.yaml: typed when right, refused with file:line when wrong."""
+"""The settings around the rules (upstream, clients, limits, admin, reload): typed when right, refused with file:line
+when wrong."""
 from __future__ import annotations
 
 import ipaddress
@@ -37,10 +38,17 @@ routes:
 """
 
 
-def _load(tmp_path, text: str):
+def _load(tmp_path, text: str, **overrides):
     path = tmp_path / "routes.yaml"
     path.write_text(textwrap.dedent(text))
-    return load_config(path, dotenv=None)
+    return load_config(path, dotenv=None, **overrides)
+
+
+def problems(tmp_path, text: str, **overrides) -> list[str]:
+    """The problems the loader reports, with the file named routes.yaml."""
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, text, **overrides)
+    return [p.replace(str(tmp_path / "routes.yaml"), "routes.yaml") for p in info.value.problems]
 
 
 def test_proxy_settings_load_typed(tmp_path):
@@ -69,6 +77,41 @@ def test_proxy_settings_load_typed(tmp_path):
 ])
 def test_proxy_setting_mistakes_are_reported_with_their_line(tmp_path, old, new, expected):
     assert GOOD.count(old) == 1
-    with pytest.raises(ConfigError) as info:
-        _load(tmp_path, GOOD.replace(old, new))
-    assert any(expected in problem for problem in info.value.problems), info.value.problems
+    found = problems(tmp_path, GOOD.replace(old, new))
+    assert any(expected in problem for problem in found), found
+
+
+# -- admin and reload (the operations side) ----------------------------------------------------------------------
+
+OPERATIONS_BASE = """\
+listen: 127.0.0.1:8080
+upstream: http://127.0.0.1:5000
+providers: []
+routes:
+  - path: /
+    access: public
+"""
+
+
+def test_operations_defaults_and_explicit_values(tmp_path):
+    config = _load(tmp_path, OPERATIONS_BASE)
+    assert (config.admin.host, config.admin.port, config.admin.required) == ("127.0.0.1", 9901, False)
+    assert (config.reload.watch, config.reload.interval) == (True, 1.0)
+    explicit = OPERATIONS_BASE + "admin: {listen: '0.0.0.0:9100'}\nreload: {watch: false, interval: 0.5}\n"
+    config = _load(tmp_path, explicit)
+    assert (config.admin.host, config.admin.port, config.admin.required) == ("0.0.0.0", 9100, True)
+    assert (config.reload.watch, config.reload.interval) == (False, 0.5)
+    assert _load(tmp_path, explicit, admin="127.0.0.1:9200").admin.port == 9200  # --admin wins
+
+
+@pytest.mark.parametrize("extra, overrides, expected", [
+    ("admin: {listen: '127.0.0.1:8080'}\n", {}, "routes.yaml:7: the admin listener 127.0.0.1:8080 shares the public port"),
+    ("admin: {listen: '0.0.0.0:8080'}\n", {}, "routes.yaml:7: the admin listener 0.0.0.0:8080 shares the public port"),
+    ("", {"admin": "127.0.0.1:8080"}, "shares the public port"),
+    ("admin: {listn: '127.0.0.1:9901'}\n", {}, "routes.yaml:7: unknown key 'listn' in admin; did you mean 'listen'?"),
+    ("admin: {listen: nowhere}\n", {}, "routes.yaml:7: admin: listen address 'nowhere' must look like"),
+    ("reload: {interval: 0}\n", {}, "routes.yaml:7: 'interval' in reload must be at least 0.05"),
+    ("reload: {watch: 'yes'}\n", {}, "routes.yaml:7: 'watch' in reload must be true or false"),
+])
+def test_operations_mistakes_are_reported_with_file_and_line(tmp_path, extra, overrides, expected):
+    assert any(expected in problem for problem in problems(tmp_path, OPERATIONS_BASE + extra, **overrides))

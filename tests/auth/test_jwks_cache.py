@@ -1,66 +1,55 @@
-"""Key lifecycle against a real JWKS server that rotates, fails, delays and counts fetches."""
+"""Key lifecycle against a real JWKS server that rotates, fails, delays and counts fetches.
+
+The unknown-kid cooldown is measured on a FakeClock the tests move past it, never waited out.
+"""
 import asyncio
 import json
-import time
 import uuid
+from pathlib import Path
 
-import aiohttp
 import pytest
 
-from gateway.auth.jwks_cache import build_keys, discovery_urls, parse_max_age
-from tests.support import (
-    ISSUER, ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway,
-)
+from gateway.auth.jwks_cache import JwksCache, build_keys, discovery_urls, parse_max_age
+from tests.support.clock import FakeClock
+from tests.support.config import config_text, provider_yaml, typed_config
+from tests.support.gateway import eventually, gateway_client, running_gateway
+from tests.support.keys import ISSUER, ProviderServer, SigningKey, authorization, claims
 
-FAST = "jwks_cache: {cooldown: 0.3, retry_min: 0.05, retry_max: 0.2, min_ttl: 0.2}"
+COOLDOWN = 60  # passes only when a test advances the clock
+FAST = f"jwks_cache: {{cooldown: {COOLDOWN}, retry_min: 0.05, retry_max: 0.2, min_ttl: 0.2}}"
 ROUTES = "  - path: /user\n    access: authenticated\n"
 
 
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
+@pytest.fixture
+def clock():
+    return FakeClock()
+
 
 
 async def status_of(client, token, path="/user"):
-    async with client.get(path, headers=bearer(token)) as response:
+    async with client.get(path, headers=authorization(token)) as response:
         return response.status, (await response.json(content_type=None)).get("code")
 
 
-async def poll(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return False
+def keys_from(server, upstream, extra=FAST, issuer=ISSUER):
+    """A gateway whose one provider fetches its keys from `server`."""
+    return config_text(upstream, provider_yaml(server.jwks_uri, extra=extra, issuer=issuer), ROUTES)
 
 
-async def gateway_for(server, upstream, extra=FAST, wait_keys=True, issuer=ISSUER, jwks_uri=None):
-    uri = server.jwks_uri if jwks_uri is None else jwks_uri
-    text = config_text(upstream, provider_yaml(uri, extra=extra, issuer=issuer), ROUTES)
-    return running_gateway(text, wait_keys=wait_keys)
-
-
-async def test_rotation_is_picked_up_without_restart(echo_upstream):
+async def test_rotation_is_picked_up_without_restart(clock, echo_upstream):
     old, new = SigningKey.rsa("old"), SigningKey.rsa("new")
-    server = await ProviderServer([old]).start()
-    try:
-        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
-                f"http://127.0.0.1:{gw.port}") as client:
+    async with ProviderServer([old]) as server:
+        async with gateway_client(keys_from(server, echo_upstream.url), jwks_clock=clock) as (gw, client):
             assert await status_of(client, old.sign(claims())) == (200, None)
             server.publish(old, new)
             assert await status_of(client, new.sign(claims())) == (200, None)
             assert server.fetches == 2  # start-up + exactly one refresh for the new kid
-    finally:
-        await server.stop()
 
 
-async def test_random_kid_flood_causes_bounded_fetches(echo_upstream, rsa_key):
-    server = await ProviderServer([rsa_key]).start()
-    server.delay = 0.05  # so the flood overlaps one in-flight refresh
-    try:
-        extra = FAST.replace("cooldown: 0.3", "cooldown: 60")
-        async with await gateway_for(server, echo_upstream.url, extra=extra) as gw, \
-                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+async def test_random_kid_flood_causes_bounded_fetches(clock, echo_upstream, rsa_key):
+    async with ProviderServer([rsa_key]) as server:
+        server.delay = 0.05  # so the flood overlaps one in-flight refresh
+        async with gateway_client(keys_from(server, echo_upstream.url), jwks_clock=clock) as (gw, client):
             forger = SigningKey.rsa(None)  # a key nobody published, 400 made-up kids
             forged = [forger.sign(claims(), headers={"kid": f"kid-{uuid.uuid4()}"}) for _ in range(400)]
             before = server.fetches
@@ -71,18 +60,14 @@ async def test_random_kid_flood_causes_bounded_fetches(echo_upstream, rsa_key):
             await asyncio.gather(*(status_of(client, t) for t in reversed(forged)))
             assert server.fetches - before == 1
             assert await status_of(client, rsa_key.sign(claims())) == (200, None)
-    finally:
-        await server.stop()
 
 
-async def test_warm_keys_mean_no_fetch_on_the_request_path(echo_upstream, rsa_key, ec_key):
+async def test_warm_keys_mean_no_fetch_on_the_request_path(clock, echo_upstream, rsa_key, ec_key):
     """Issue 7: a cache miss costs one signature check and no JWKS fetch while the token's kid is published."""
-    server = await ProviderServer([rsa_key, ec_key]).start()
-    try:
-        extra = FAST.replace("cooldown: 0.3", "cooldown: 60")
-        async with await gateway_for(server, echo_upstream.url, extra=extra) as gw, \
-                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
-            cache = gw.caches["test"]  # the start-up fetch starts no cooldown: an unknown kid would refresh now
+    async with ProviderServer([rsa_key, ec_key]) as server:
+        async with gateway_client(keys_from(server, echo_upstream.url), jwks_clock=clock) as (gw, client):
+            cache = gw.caches["test"]
+            # the start-up fetch starts no cooldown (issue 12 item 5): an unknown kid would refresh now
             fetches, discovery = server.fetches, server.discovery_fetches
             tokens = [key.sign(claims(sub=f"user-{i}", jti=str(uuid.uuid4()))) for i in range(150)
                       for key in (rsa_key, ec_key)]
@@ -93,38 +78,30 @@ async def test_warm_keys_mean_no_fetch_on_the_request_path(echo_upstream, rsa_ke
             assert (server.fetches, server.discovery_fetches) == (fetches, discovery)
             assert cache.stats.unknown_kid_refreshes == 0 and cache.stats.fetches == fetches
             assert gw.token_cache.misses - misses == 300  # each was verified, none served from the token cache
-    finally:
-        await server.stop()
 
 
-async def test_idp_down_after_start_keeps_valid_tokens_working(echo_upstream, rsa_key):
-    server = await ProviderServer([rsa_key]).start()
-    try:
-        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
-                f"http://127.0.0.1:{gw.port}") as client:
+async def test_idp_down_after_start_keeps_valid_tokens_working(clock, echo_upstream, rsa_key):
+    async with ProviderServer([rsa_key]) as server:
+        async with gateway_client(keys_from(server, echo_upstream.url), jwks_clock=clock) as (gw, client):
             assert await status_of(client, rsa_key.sign(claims(sub="a"))) == (200, None)
             server.status = 503
-            await asyncio.sleep(0.35)
+            clock.advance(COOLDOWN)
             assert (await status_of(client, SigningKey.rsa("unknown").sign(claims())))[0] == 401
             failures = gw.caches["test"].stats.failures
             assert failures >= 1
             # a token never seen before, signed by the last good key, still verifies
             assert await status_of(client, rsa_key.sign(claims(sub="b"))) == (200, None)
             server.body, server.status = b"{not json", 200
-            await asyncio.sleep(0.35)
+            clock.advance(COOLDOWN)
             assert (await status_of(client, SigningKey.rsa("unknown2").sign(claims())))[0] == 401
             assert gw.caches["test"].stats.failures > failures
             assert await status_of(client, rsa_key.sign(claims(sub="c"))) == (200, None)
-    finally:
-        await server.stop()
 
 
 async def test_idp_down_before_start_gives_503_then_recovers(echo_upstream, rsa_key):
-    server = await ProviderServer([rsa_key]).start()
-    server.status = 500
-    try:
-        async with await gateway_for(server, echo_upstream.url, wait_keys=False) as gw, \
-                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+    async with ProviderServer([rsa_key]) as server:
+        server.status = 500
+        async with gateway_client(keys_from(server, echo_upstream.url), wait_keys=False) as (gw, client):
             token = rsa_key.sign(claims())
             assert await status_of(client, token) == (503, "jwks_unavailable")
             server.status = 200
@@ -132,91 +109,67 @@ async def test_idp_down_before_start_gives_503_then_recovers(echo_upstream, rsa_
             async def recovered():
                 return (await status_of(client, token))[0] == 200
 
-            assert await poll(recovered)
-    finally:
-        await server.stop()
+            await eventually(recovered, what="recovered")
 
 
-async def test_removing_a_key_revokes_it_after_the_next_refresh(echo_upstream):
+async def test_removing_a_key_revokes_it_after_the_next_refresh(clock, echo_upstream):
     first, second = SigningKey.rsa("first"), SigningKey.rsa("second")
-    server = await ProviderServer([first, second]).start()
-    try:
-        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
-                f"http://127.0.0.1:{gw.port}") as client:
+    async with ProviderServer([first, second]) as server:
+        async with gateway_client(keys_from(server, echo_upstream.url), jwks_clock=clock) as (gw, client):
             token = first.sign(claims())
             assert await status_of(client, token) == (200, None)  # now in the token cache
             server.publish(second)
-            await asyncio.sleep(0.35)
+            clock.advance(COOLDOWN)
             await status_of(client, SigningKey.rsa("third").sign(claims()))  # unknown kid: refresh
             assert await status_of(client, token) == (401, "invalid_signature")
-    finally:
-        await server.stop()
 
 
 async def test_background_refresh_follows_max_age(echo_upstream, rsa_key):
-    server = await ProviderServer([rsa_key]).start()
-    server.cache_control = "public, max-age=0"
-    try:
-        async with await gateway_for(server, echo_upstream.url):
+    async with ProviderServer([rsa_key]) as server:
+        server.cache_control = "public, max-age=0"
+        async with running_gateway(keys_from(server, echo_upstream.url)):
             async def refreshed_twice():
                 return server.fetches >= 3
 
-            assert await poll(refreshed_twice, timeout=5)  # min_ttl 0.2 s clamps max-age=0
-    finally:
-        await server.stop()
+            await eventually(refreshed_twice, timeout=5, what="refreshed_twice")  # min_ttl 0.2 s clamps max-age=0
 
 
-async def test_oversized_jwks_is_refused_and_keys_kept(echo_upstream, rsa_key):
-    server = await ProviderServer([rsa_key]).start()
-    try:
+async def test_oversized_jwks_is_refused_and_keys_kept(clock, echo_upstream, rsa_key):
+    async with ProviderServer([rsa_key]) as server:
         extra = FAST.replace("}", ", max_bytes: 2048}")
-        async with await gateway_for(server, echo_upstream.url, extra=extra) as gw, aiohttp.ClientSession(
-                f"http://127.0.0.1:{gw.port}") as client:
+        async with gateway_client(keys_from(server, echo_upstream.url, extra), jwks_clock=clock) as (gw, client):
             server.body = json.dumps({"keys": [rsa_key.public_jwk], "pad": "x" * 5000}).encode()
-            await asyncio.sleep(0.35)
+            clock.advance(COOLDOWN)
             await status_of(client, SigningKey.rsa("unknown").sign(claims()))
             assert "limit" in gw.caches["test"].stats.last_error
             assert await status_of(client, rsa_key.sign(claims())) == (200, None)
-    finally:
-        await server.stop()
 
 
 async def test_discovery_finds_jwks_uri_and_checks_issuer(echo_upstream, rsa_key):
-    server = await ProviderServer([rsa_key]).start()
-    try:
+    async with ProviderServer([rsa_key]) as server:
         issuer = f"{server.url}/"
-        text = config_text(echo_upstream.url, f"""  - name: disc
-    issuer: {issuer}
-    audience: https://api.example.test
-    {FAST}""", ROUTES)
-        async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+        text = config_text(echo_upstream.url, provider_yaml(None, "disc", issuer, extra=FAST), ROUTES)
+        async with gateway_client(text) as (gw, client):
             assert await status_of(client, rsa_key.sign(claims(issuer=issuer))) == (200, None)
             assert server.discovery_fetches == 1
         server.issuer = "https://someone-else.test/"
-        async with running_gateway(text, wait_keys=False) as gw, \
-                aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+        async with gateway_client(text, wait_keys=False) as (gw, client):
             async def failed():
                 return gw.caches["disc"].stats.failures >= 1
 
-            assert await poll(failed)
+            await eventually(failed, what="failed")
             assert "names issuer" in gw.caches["disc"].stats.last_error
             assert (await status_of(client, rsa_key.sign(claims(issuer=issuer))))[0] == 503
-    finally:
-        await server.stop()
 
 
-async def test_unknown_issuer_costs_no_fetch(echo_upstream, rsa_key):
-    server = await ProviderServer([rsa_key]).start()
-    try:
-        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
-                f"http://127.0.0.1:{gw.port}") as client:
+async def test_unknown_issuer_costs_no_fetch(clock, echo_upstream, rsa_key):
+    async with ProviderServer([rsa_key]) as server:
+        async with gateway_client(keys_from(server, echo_upstream.url), jwks_clock=clock) as (gw, client):
             before = server.fetches
-            await asyncio.sleep(0.35)
+            clock.advance(COOLDOWN)
             token = SigningKey.rsa("evil").sign(claims(issuer="https://evil.test/"))
             assert await status_of(client, token) == (401, "invalid_claims")
             assert server.fetches == before
-    finally:
-        await server.stop()
 
 
 def test_unusable_keys_are_skipped_not_fatal():
@@ -257,12 +210,8 @@ def test_cache_control_parsing_and_discovery_urls():
 
 async def test_static_jwks_file_needs_no_network(tmp_path, echo_upstream, rsa_key):
     (tmp_path / "keys.json").write_text(json.dumps({"keys": [rsa_key.public_jwk]}))
-    text = config_text(echo_upstream.url, f"""  - name: offline
-    issuer: {ISSUER}
-    audience: https://api.example.test
-    jwks_file: keys.json""", ROUTES)
-    async with running_gateway(text, base_dir=tmp_path) as gw, \
-            aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+    text = config_text(echo_upstream.url, provider_yaml(None, "offline", extra="jwks_file: keys.json"), ROUTES)
+    async with gateway_client(text, base_dir=tmp_path) as (gw, client):
         assert gw.caches["offline"].loaded
         assert await status_of(client, rsa_key.sign(claims())) == (200, None)
         assert (await status_of(client, SigningKey.rsa("other").sign(claims())))[0] == 401
@@ -271,11 +220,9 @@ async def test_static_jwks_file_needs_no_network(tmp_path, echo_upstream, rsa_ke
 async def test_pathological_jwks_never_stops_the_refresher(echo_upstream):
     """Found in review: a deeply nested JWKS killed the background task for good, so revocation stopped."""
     first, second = SigningKey.rsa("first"), SigningKey.rsa("second")
-    server = await ProviderServer([first, second]).start()
-    server.cache_control = "max-age=0"  # refresh every min_ttl (0.2 s)
-    try:
-        async with await gateway_for(server, echo_upstream.url) as gw, aiohttp.ClientSession(
-                f"http://127.0.0.1:{gw.port}") as client:
+    async with ProviderServer([first, second]) as server:
+        server.cache_control = "max-age=0"  # refresh every min_ttl (0.2 s)
+        async with gateway_client(keys_from(server, echo_upstream.url)) as (gw, client):
             token = first.sign(claims())
             assert await status_of(client, token) == (200, None)
             server.body = b"[" * 50_000
@@ -284,30 +231,21 @@ async def test_pathological_jwks_never_stops_the_refresher(echo_upstream):
             async def failed_twice():
                 return gw.caches["test"].stats.failures >= failures + 2
 
-            assert await poll(failed_twice)
+            await eventually(failed_twice, what="failed_twice")
             server.body = None
             server.publish(second)  # the IdP recovers and drops `first`
 
             async def revoked():
                 return (await status_of(client, token))[0] == 401
 
-            assert await poll(revoked)
-    finally:
-        await server.stop()
+            await eventually(revoked, what="revoked")
 
 
 def test_token_without_kid_needs_a_single_key_jwks():
-    from gateway.config.loader import build_config
-    from gateway.auth.jwks_cache import JwksCache
-    from gateway.config.yaml_source import load_located
-
     anonymous, named = SigningKey.rsa(None), SigningKey.rsa("named")
     jwks = json.dumps({"keys": [anonymous.public_jwk, named.public_jwk]})
-    text = config_text("http://127.0.0.1:1", f"""  - name: static
-    issuer: {ISSUER}
-    audience: a
-    jwks: {jwks}""", ROUTES)
-    config = build_config(load_located(text, {}), "<test>", __import__("pathlib").Path("."))
+    text = config_text("http://127.0.0.1:1", provider_yaml(None, "static", audience="a", extra=f"jwks: {jwks}"), ROUTES)
+    config = typed_config(text, {}, Path("."))
     cache = JwksCache(config.providers[0], None)
     cache._install(config.providers[0].static_jwks, "test")
     assert cache.lookup(None, "RS256") is None  # two keys: a kid-less token matches none

@@ -1,41 +1,25 @@
-"""Shared test machinery: real keys, real signed tokens, a real JWKS server, real processes.
+"""Real keys, real signed tokens and a real JWKS server whose answers a test controls.
 
-Nothing here mocks the gateway: tokens are signed with python-jose, keys are
-served over HTTP by aiohttp, and processes are started as a user would.
+Nothing here mocks the gateway: tokens are signed with python-jose (or, for
+bytes python-jose would never emit, `tests/security/forge.py`), and keys are
+served over HTTP by aiohttp.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk, jwt
 
-from gateway.config.loader import build_config
-from gateway.ops.server import Gateway
-from gateway.config.yaml_source import load_located
+from tests.support.served import Served
 
-REPO = Path(__file__).resolve().parent.parent
 ISSUER = "https://issuer.test/"
 AUDIENCE = "https://api.example.test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def b64url(data: bytes) -> str:
@@ -91,12 +75,17 @@ def claims(scope: str = "", ttl: int = 3600, issuer: str = ISSUER, audience=AUDI
     return {k: v for k, v in body.items() if v is not None}
 
 
+def authorization(token: str) -> dict[str, str]:
+    """The Authorization header that carries `token`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def unsigned_token(header: dict, payload: dict | bytes, signature: bytes = b"") -> str:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return ".".join([b64url(json.dumps(header).encode()), b64url(raw), b64url(signature)])
 
 
-class ProviderServer:
+class ProviderServer(Served):
     """A JWKS/discovery server whose answers a test controls, counting every fetch."""
 
     def __init__(self, keys: list[SigningKey] | None = None, issuer: str | None = None):
@@ -150,90 +139,3 @@ class ProviderServer:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-
-
-def config_text(upstream: str, providers: str, routes: str, extra: str = "") -> str:
-    return f"listen: 127.0.0.1:0\nupstream: {upstream}\n{extra}\nproviders:\n{providers}\nroutes:\n{routes}\n"
-
-
-def provider_yaml(jwks_uri: str, name: str = "test", issuer: str = ISSUER, audience: str = AUDIENCE,
-                  algorithms: str = "[RS256, ES256]", extra: str = "") -> str:
-    lines = [f"  - name: {name}", f"    issuer: {issuer}", f"    audience: {audience}",
-             f"    jwks_uri: {jwks_uri}", f"    algorithms: {algorithms}"]
-    lines += [f"    {line}" for line in extra.strip("\n").splitlines() if line.strip()]
-    return "\n".join(lines)
-
-
-DEFAULT_ROUTES = """\
-  - path: /
-    methods: [GET]
-    access: public
-  - path: /user
-    access: authenticated
-  - path: /admin
-    access:
-      scopes: [read:admin]
-"""
-
-
-@asynccontextmanager
-async def running_gateway(text: str, base_dir: Path = REPO, wait_keys: bool = True):
-    """An in-process Gateway on a free loopback port, built from YAML text."""
-    config = build_config(load_located(text, dict(os.environ)), "<test>", base_dir)
-    gateway = Gateway(config)
-    await gateway.start()
-    try:
-        if wait_keys:
-            for cache in gateway.caches.values():
-                await cache.wait_loaded(5.0)
-        yield gateway
-    finally:
-        await gateway.stop()
-
-
-def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
-    """Poll until `url` answers with any HTTP status, or fail with a reason."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            pass
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout}s")
-        time.sleep(0.05)
-
-
-def start_process(args: list[str], log: Path, env: dict | None = None, cwd: Path = REPO) -> subprocess.Popen:
-    handle = open(log, "wb")
-    return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode
-
-
-def start_flask_upstream(log: Path, *gunicorn_args: str, workers: int = 1, threads: int = 4,
-                         ) -> tuple[subprocess.Popen, str]:
-    """The shipped upstream under its shipped gunicorn settings; `gunicorn_args` add to them (e.g. an access log)."""
-    port = free_port()
-    process = start_process(
-        [sys.executable, "-m", "gunicorn", "-c", "upstream/gunicorn.conf.py", *gunicorn_args, "upstream.app:app"],
-        log, env={"UPSTREAM_BIND": f"127.0.0.1:{port}", "UPSTREAM_WORKERS": str(workers),
-                  "UPSTREAM_THREADS": str(threads)})
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/", process=process)
-    return process, url

@@ -8,8 +8,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.proxy.upstream import Upstream, pattern, sha256_of
-from tests.support import free_port
+from tests.support.processes import free_port
+from tests.support.upstream import EchoUpstream, pattern, sha256_of
 
 
 def status_count(gw, status: int) -> float:
@@ -23,20 +23,20 @@ async def _json(response) -> tuple[int, str]:
     return response.status, (await response.json())["code"]
 
 
-async def test_upstream_connections_are_pooled_and_kept_alive(gateway_for, upstream):
-    async with gateway_for(upstream.url) as (_, client):
+async def test_upstream_connections_are_pooled_and_kept_alive(gateway_for, echo_upstream):
+    async with gateway_for(echo_upstream.url) as (_, client):
         for _ in range(5):
             async with client.get("/status/200") as r:
                 assert r.status == 200
-    assert len({seen.peer_port for seen in upstream.seen}) == 1  # one upstream connection, reused
+    assert len({seen.peer_port for seen in echo_upstream.seen}) == 1  # one upstream connection, reused
 
 
-async def test_refused_and_reset_are_502_json_and_counted(gateway_for, upstream):
+async def test_refused_and_reset_are_502_json_and_counted(gateway_for, echo_upstream):
     async with gateway_for(f"http://127.0.0.1:{free_port()}") as (gw, client):
         async with client.get("/status/200") as r:
             assert await _json(r) == (502, "upstream_unavailable")
         assert status_count(gw, 502) == 1
-    async with gateway_for(upstream.url) as (gw, client):
+    async with gateway_for(echo_upstream.url) as (gw, client):
         async with client.post("/reset", data=b"x") as r:
             assert await _json(r) == (502, "upstream_unavailable")
         async with client.get("/status/200") as r:  # the pool recovers
@@ -44,8 +44,8 @@ async def test_refused_and_reset_are_502_json_and_counted(gateway_for, upstream)
         assert status_count(gw, 502) == 1
 
 
-async def test_read_timeout_is_504_and_others_keep_being_served(gateway_for, upstream):
-    extra_upstream = f"\n  url: {upstream.url}\n  read_timeout: 1.5\n"
+async def test_read_timeout_is_504_and_others_keep_being_served(gateway_for, echo_upstream):
+    extra_upstream = f"\n  url: {echo_upstream.url}\n  read_timeout: 1.5\n"
     async with gateway_for(extra_upstream) as (gw, client):
         started = time.monotonic()
         stalled = asyncio.ensure_future(client.get("/stall"))
@@ -86,9 +86,9 @@ async def test_connect_timeout_is_504(gateway_for):
                 sock.close()
 
 
-async def test_upstream_dying_mid_body_cuts_the_client_short(gateway_for, upstream):
+async def test_upstream_dying_mid_body_cuts_the_client_short(gateway_for, echo_upstream):
     """Once the response started, a failure must never look like a complete body."""
-    async with gateway_for(upstream.url) as (_, client):
+    async with gateway_for(echo_upstream.url) as (_, client):
         async with client.get("/truncated") as r:
             assert r.status == 200
             with pytest.raises(aiohttp.ClientPayloadError):
@@ -99,7 +99,7 @@ async def test_upstream_dying_mid_body_cuts_the_client_short(gateway_for, upstre
 
 async def test_unix_socket_upstream(gateway_for, bearer, tmp_path):
     path = str(tmp_path / "upstream.sock")
-    sidecar = await Upstream().start_unix(path)
+    sidecar = await EchoUpstream().start_unix(path)
     try:
         async with gateway_for(f"unix:{path}") as (_, client):
             body = b"".join(pattern(3 * 1024 * 1024, 9))
@@ -117,15 +117,15 @@ async def test_unix_socket_upstream(gateway_for, bearer, tmp_path):
             assert await _json(r) == (502, "upstream_unavailable")
 
 
-async def test_read_timeout_bounds_silence_not_the_length_of_a_stream(gateway_for, upstream):
+async def test_read_timeout_bounds_silence_not_the_length_of_a_stream(gateway_for, echo_upstream):
     """The gateway times each wait for upstream bytes itself: a live stream outlasts read_timeout, a silent one is cut."""
-    extra_upstream = f"\n  url: {upstream.url}\n  read_timeout: 0.5\n"
+    extra_upstream = f"\n  url: {echo_upstream.url}\n  read_timeout: 0.5\n"
     async with gateway_for(extra_upstream) as (gw, client):
         async with client.get("/sse") as r:
             assert r.status == 200
             started = time.monotonic()
             for i in range(5):  # an event every 0.25 s: 1.25 s in all, longer than read_timeout
-                upstream.controls.sse_next.put_nowait(f"e{i}")
+                echo_upstream.controls.sse_next.put_nowait(f"e{i}")
                 assert await asyncio.wait_for(r.content.readline(), 5) == f"data: e{i}\n".encode()
                 assert await asyncio.wait_for(r.content.readline(), 5) == b"\n"
                 await asyncio.sleep(0.25)  # pacing the upstream, not waiting for the gateway
