@@ -228,12 +228,16 @@ TLS_UPSTREAM = EVERY_SECTION.replace("  url: http://127.0.0.1:5000\n", "  url: h
 def test_upstream_tls_settings_of_any_yaml_type_load_or_name_a_line(tmp_path, key):
     """The TLS keys build an SSLContext per load (too slow for the exhaustive test): their own, smaller sweep."""
     trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    path = tmp_path / "routes.yaml"
-    path.write_text(TLS_UPSTREAM)
+    sweep_one_key(tmp_path / "routes.yaml", TLS_UPSTREAM, key)
+
+
+def sweep_one_key(path, text: str, key: str) -> None:
+    """`text` loads from `path`; so does each REPLACEMENT in place of `key`'s value, or it names a line."""
+    path.write_text(text)
     assert isinstance(loads_or_refuses_with_lines(lambda: load_config(path, dotenv=None)), GatewayConfig)
-    line = next(text for text in TLS_UPSTREAM.splitlines() if text.startswith(f"  {key}: "))
+    line = next(written for written in text.splitlines() if written.startswith(f"  {key}: "))
     for replacement in REPLACEMENTS:
-        path.write_text(TLS_UPSTREAM.replace(line, f"  {key}: {replacement}"))
+        path.write_text(text.replace(line, f"  {key}: {replacement}"))
         loads_or_refuses_with_lines(lambda: load_config(path, dotenv=None))
 
 
@@ -254,10 +258,4 @@ def test_tls_listener_settings_of_any_yaml_type_load_or_name_a_line(tmp_path, ke
     leaf = ca.issue_cert("localhost")
     leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
     leaf.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    path = tmp_path / "routes.yaml"
-    path.write_text(TLS_LISTENER)
-    assert isinstance(loads_or_refuses_with_lines(lambda: load_config(path, dotenv=None)), GatewayConfig)
-    line = next(text for text in TLS_LISTENER.splitlines() if text.startswith(f"  {key}: "))
-    for replacement in REPLACEMENTS:
-        path.write_text(TLS_LISTENER.replace(line, f"  {key}: {replacement}"))
-        loads_or_refuses_with_lines(lambda: load_config(path, dotenv=None))
+    sweep_one_key(tmp_path / "routes.yaml", TLS_LISTENER, key)
