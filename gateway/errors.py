@@ -28,7 +28,7 @@ class Rejection(Exception):
 
     def response(self, realm: str) -> web.Response:
         headers = {"Server": SERVER, **self.headers}
-        if self.status in (401, 403):
+        if self.status == 401 or self.code == "insufficient_scope":
             headers["WWW-Authenticate"] = self._challenge(realm)
         body = json.dumps({"code": self.code, "description": self.description}).encode()
         return web.Response(status=self.status, body=body, headers=headers,
@@ -61,6 +61,14 @@ def missing_token() -> Rejection:
 
 def insufficient_scope(description: str, scopes: tuple[str, ...]) -> Rejection:
     return Rejection(403, "insufficient_scope", description, scopes=scopes)
+
+
+def csrf_origin_mismatch(header: str | None) -> Rejection:
+    """An unsafe request with a cookie token whose Origin (or Referer) is not one the route allows."""
+    shown = f"its {header} is not one of this route's csrf_origins" if header else "it has neither Origin nor Referer"
+    return Rejection(403, "csrf_origin_mismatch",
+                     f"this route reads its token from a cookie, so unsafe requests must come from an allowed origin; "
+                     f"{shown}")
 
 
 def bad_request(code: str, description: str) -> Rejection:

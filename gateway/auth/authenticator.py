@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import time
 
-from gateway import errors
 from gateway.auth.identity import Identity
 from gateway.auth.jwks_cache import JwksCache
 from gateway.auth.token_cache import TokenCache
-from gateway.auth.verifier import Verifier
+from gateway.auth.verifier import Verifier, issuer_not_accepted
 
 
 class Authenticator:
@@ -22,8 +21,8 @@ class Authenticator:
         identity = self.token_cache.get(token, now)
         if identity is not None and self.caches[identity.provider].holds(*identity.key_ref):
             if allowed is not None and identity.provider not in allowed:
-                raise errors.unauthorized(
-                    "invalid_token", f"tokens from provider {identity.provider!r} are not accepted on this route")
+                raise issuer_not_accepted(self.caches[identity.provider].provider, allowed,
+                                          (cache.provider for cache in self.caches.values()))
             return identity
         if identity is not None:
             self.token_cache.discard(token)  # its key was rotated out: verify again, likely to fail

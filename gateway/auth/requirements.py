@@ -66,8 +66,8 @@ class ClaimCondition:
     def check(self, claims: Any) -> Denial | None:
         actual = lookup(claims, self.path)
         name = format_claim_path(self.path)
-        if self.kind == "present":
-            if (actual is not MISSING) == self.present:
+        if self.kind == "present":  # null is absent, as in required_claims
+            if (actual is not MISSING and actual is not None) == self.present:
                 return None
             return Denial(f"claim {name} must {self.wording()}")
         if self.kind == "all_of":
@@ -94,6 +94,11 @@ class AccessRule:
 
     def check(self, identity: Identity) -> Denial | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def accepted_providers(self) -> frozenset[str] | None:
+        """The providers whose tokens can ever satisfy this rule (None: any).  The loader hoists them to the
+        route, so a token from any other provider is refused as the route's own `providers:` refuses it."""
+        return None
 
     def describe(self) -> str:  # pragma: no cover - interface
         raise NotImplementedError
@@ -158,6 +163,9 @@ class Requirement(AccessRule):
             parts.append("providers " + ",".join(sorted(self.providers)))
         return "; ".join(parts) or "authenticated"
 
+    def accepted_providers(self) -> frozenset[str] | None:
+        return self.providers
+
 
 @dataclass(frozen=True)
 class AllOf(AccessRule):
@@ -172,6 +180,9 @@ class AllOf(AccessRule):
 
     def describe(self) -> str:
         return "all of (" + " | ".join(r.describe() for r in self.rules) + ")"
+
+    def accepted_providers(self) -> frozenset[str] | None:
+        return intersect_providers(r.accepted_providers() for r in self.rules)
 
 
 @dataclass(frozen=True)
@@ -190,3 +201,16 @@ class AnyOf(AccessRule):
 
     def describe(self) -> str:
         return "any of (" + " | ".join(r.describe() for r in self.rules) + ")"
+
+    def accepted_providers(self) -> frozenset[str] | None:
+        accepted = [r.accepted_providers() for r in self.rules]
+        return None if None in accepted else frozenset().union(*accepted)
+
+
+def intersect_providers(sets) -> frozenset[str] | None:
+    """Providers allowed by every restriction (None: no restriction at all)."""
+    result = None
+    for accepted in sets:
+        if accepted is not None:
+            result = accepted if result is None else result & accepted
+    return result

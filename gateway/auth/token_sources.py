@@ -77,6 +77,13 @@ def find_token(request: web.BaseRequest, sources: tuple[TokenSource, ...], max_t
     return token if source.kind == HEADER else check_token(token, max_token_bytes)
 
 
+def cookie_token_present(headers, sources: tuple[TokenSource, ...]) -> bool:
+    """Does the request carry a cookie a token may come from (read as `find_token` reads it)?"""
+    names = {source.name for source in sources if source.kind == COOKIE}
+    return bool(names) and any(name in names for header in headers.getall("Cookie", ())
+                               for name, _ in parse_cookie_header(header))
+
+
 def query_without_tokens(query: str, sources: tuple[TokenSource, ...]) -> str:
     """The raw query minus every parameter a token may come from; all other bytes as the client sent them.
 

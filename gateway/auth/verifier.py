@@ -14,7 +14,7 @@ import json
 import math
 import re
 import time
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -219,6 +219,16 @@ def _scopes_header(scopes: frozenset[str]) -> str:
     return header
 
 
+def issuer_not_accepted(provider: ProviderConfig, allowed: frozenset[str],
+                        providers: Iterable[ProviderConfig]) -> errors.Rejection:
+    """401 for a valid provider's token on a route that accepts others: says the token's iss and the accepted ones
+    (as Envoy's jwt_authn does), whether the route says `providers:` or its rule does."""
+    accepted = sorted(p.issuer for p in providers if p.name in allowed)
+    which = f"accepted issuers: {', '.join(accepted)}" if accepted else "no issuer is accepted here"
+    return errors.unauthorized("invalid_token", f"the token's issuer {provider.issuer} is not accepted on this route; "
+                                                f"{which}")
+
+
 class Verifier:
     def __init__(self, caches: dict[str, JwksCache], clock=time.time):
         self.by_issuer: dict[str, tuple[ProviderConfig, JwksCache]] = {
@@ -240,7 +250,7 @@ class Verifier:
         payload = parse_json_object(raw_payload, "payload")
         provider, cache = self.provider_of(payload)
         if allowed is not None and provider.name not in allowed:
-            raise errors.unauthorized("invalid_token", f"tokens from provider {provider.name!r} are not accepted on this route")
+            raise issuer_not_accepted(provider, allowed, (known for known, _ in self.by_issuer.values()))
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in provider.algorithms:
             raise errors.unauthorized("invalid_header", f"token algorithm {algorithm!r} is not accepted; "

@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # the model holds a RouteTable but never calls it: no runtime
 
 # python-jose implements these; PS*/EdDSA are refused at load time with a hint.
 SUPPORTED_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
-DEFAULT_SCOPE_CLAIMS = (("scope",), ("scp",))
+DEFAULT_SCOPE_CLAIMS = (("scope",),)  # RFC 8693/9068; providers using scp or permissions say so (README)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 A new version goes through the same load and lint as `gateway check`; any
 error refuses it (logged with file:line, counted) and the running rules keep
-serving.  Providers that are unchanged keep their caches, so their keys and
+serving; so does any unexpected exception in an attempt, which is logged
+with its reason and never stops the watcher.  Providers that are unchanged keep their caches, so their keys and
 verified tokens carry over; an added or changed provider gets a fresh cache
 whose keys must arrive before the swap, or the version is refused.  The swap
 itself is one assignment: requests already running finish under the rules
@@ -94,8 +95,14 @@ class Reloader:
         self.said: set[str] = set(warnings)  # lint warnings are logged once per process, not on every reload
 
     async def reload(self, trigger: str) -> bool:
+        """One attempt; never raises (but for cancellation), so neither the watcher nor SIGHUP can be stopped."""
         async with self._lock:
-            accepted = await self._reload(trigger)
+            try:
+                accepted = await self._reload(trigger)
+            except Exception as exc:  # a bug or an input nobody foresaw costs this version only
+                log.error("reload (%s) refused: unexpected %s: %s; the running rules stay in force",
+                          trigger, exc.__class__.__name__, exc, exc_info=True)
+                accepted = False
         self.metrics.reload(accepted)
         return accepted
 

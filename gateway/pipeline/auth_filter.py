@@ -57,6 +57,8 @@ class AuthFilter:
             record.route = route.pattern
             if route.cors is not None:
                 cors_headers = route.cors.response_headers(request.headers.get("Origin"))
+            if route.csrf is not None:
+                route.csrf.check(request.method, request.headers)
             examining = True
             identity = await decide.identify(
                 route, lambda: find_token(request, route.token_from, self.config.limits.max_token_bytes),

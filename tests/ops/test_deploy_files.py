@@ -6,7 +6,7 @@
   non-root and build-context checks;
 - deploy/kubernetes/ against the Kubernetes OpenAPI-derived schemas shipped by kubernetes-validate
   (strict: unknown fields are errors), plus the sidecar wiring;
-- every routes.yaml those files ship is loaded and linted by the gateway's own loader.
+- every routes.yaml those files ship is loaded by the gateway's own loader (which refuses shadowed routes).
 """
 import importlib.resources
 import json
@@ -24,7 +24,6 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway.config.lint import lint
 from tests.support.config import REPO, typed_config
 
 DOCKERFILES = [REPO / "Dockerfile", REPO / "upstream" / "Dockerfile"]
@@ -46,10 +45,8 @@ def k8s(kind: str) -> dict:
 
 
 def checked_routes(text: str, env: dict[str, str]):
-    """A routes.yaml as the gateway would load it with this environment: errors and lint errors fail."""
-    config = typed_config(text, env)
-    assert not [f for f in lint(config) if f.error]
-    return config
+    """A routes.yaml as the gateway would load it with this environment: load errors fail."""
+    return typed_config(text, env)
 
 
 # -- docker-compose.yml ------------------------------------------------------------------------

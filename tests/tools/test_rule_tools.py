@@ -105,8 +105,10 @@ def test_explain_names_route_rule_and_missing_scopes(capsys):
     (["GET", "/nope"], "decision  404 not_found: no route matches this path; routes are listed in routes.yaml"),
     (["GET", "/user/%2e%2e/admin"], "decision  400 invalid_path: '.' and '..' path segments are refused: "
                                     "send the resolved path"),
-    (["GET", "/admin", "--claims", '{"scp": ["read:admin"]}'], "decision  200 allowed: the request would be "
-                                                               "forwarded to the upstream"),
+    (["GET", "/admin", "--claims", '{"scope": "read:admin"}'], "decision  200 allowed: the request would be "
+                                                                "forwarded to the upstream"),
+    (["GET", "/admin", "--claims", '{"scp": ["read:admin"]}'], "decision  403 insufficient_scope: missing scope "
+                                                               "read:admin"),  # scope_claims defaults to [scope]
     (["GET", "/user", "--claims", '{"iss": "https://evil.test/"}'], "decision  401 invalid_claims: token issuer "
                                                                      "is not one this gateway trusts"),
 ])

@@ -31,7 +31,7 @@ def _jwks_policy(data: Any, where: str, problems: Problems, line: int) -> JwksPo
     section = Section(data, where, problems, tuple(f.name for f in fields(JwksPolicy)))
     defaults = JwksPolicy()
     values = {
-        f.name: section.number(f.name, getattr(defaults, f.name), *JWKS_BOUNDS[f.name])
+        f.name: section.duration(f.name, getattr(defaults, f.name), *JWKS_BOUNDS[f.name])
         for f in fields(JwksPolicy)
         if f.name != "max_bytes"
     }
@@ -63,7 +63,12 @@ def _static_jwks(section: Section, base_dir: Path, problems: Problems):
             problems.add(section.line("jwks" if section.has("jwks") else "jwks_file"),
                          "a JWKS is a mapping with a 'keys' list")
             return None
-        return json.loads(json.dumps(inline))  # plain dicts, detached from YAML
+        try:
+            return json.loads(json.dumps(inline, allow_nan=False))  # plain dicts, detached from YAML
+        except (TypeError, ValueError):  # a YAML date, .nan or .inf has no JSON spelling
+            problems.add(section.line("jwks"), "the JWKS must be plain JSON values (strings, numbers, lists, "
+                                               "mappings); dates, .nan and .inf have no JSON spelling")
+            return None
     return None
 
 
@@ -148,12 +153,12 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
             problems.add(section.line("algorithms"),
                          f"algorithm {algorithm!r} is not accepted ({why}); use one of {', '.join(SUPPORTED_ALGORITHMS)}")
     scope_claims = []
-    for text in section.strings("scope_claims", default=("scope", "scp")):
+    for text in section.strings("scope_claims"):
         try:
             scope_claims.append(parse_claim_path(text))
         except ClaimPathError as exc:
             problems.add(section.line("scope_claims"), str(exc))
-    max_lifetime = section.number("max_lifetime", None, 1.0) if section.has("max_lifetime") else None
+    max_lifetime = section.duration("max_lifetime", None, 1.0)
     typ = section.get("typ", str)
     if typ == "":
         problems.add(section.line("typ"), f"{where}: typ must not be empty; leave it out to accept any typ")
@@ -175,7 +180,7 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
         algorithms=algorithms,
         jwks_uri=jwks_uri,
         static_jwks=static,
-        leeway=section.number("leeway", 30.0, 0.0, 300.0),
+        leeway=section.duration("leeway", 30.0, 0.0, 300.0),
         scope_claims=tuple(scope_claims) or DEFAULT_SCOPE_CLAIMS,
         max_lifetime=max_lifetime,
         required_claims=tuple(required),

@@ -6,11 +6,13 @@ from urllib.parse import urlsplit
 
 from gateway.auth import requirements
 from gateway.auth.claim_path import ClaimPathError, parse_claim_path
-from gateway.auth.token_sources import HEADER_ONLY, parse_token_source
+from gateway.auth.token_sources import COOKIE, HEADER_ONLY, parse_token_source
 from gateway.config.loader.sections import Problems, Section, is_http_url
 from gateway.config.model import ProviderConfig
 from gateway.config.yaml_source import LocatedList, LocatedMap
 from gateway.pipeline.cors import CorsPolicy
+from gateway.pipeline.csrf import SAFE_METHODS, CsrfPolicy, origin_of
+from gateway.pipeline.route_overlap import overlaps
 from gateway.pipeline.route_table import PatternError, Route, RouteTable, compile_pattern
 
 
@@ -56,7 +58,7 @@ def _cors(data: Any, line: int, problems: Problems, default: CorsPolicy | None) 
         allow_headers=section.strings("allow_headers", ("Authorization", "Content-Type")),
         expose_headers=section.strings("expose_headers"),
         allow_credentials=credentials,
-        max_age=int(section.number("max_age", 600)),
+        max_age=int(section.duration("max_age", 600)),
     )
 
 
@@ -145,7 +147,7 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
     return parts[0] if len(parts) == 1 else requirements.AllOf(tuple(parts))
 
 
-ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from")
+ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from", "csrf_origins")
 
 
 def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
@@ -189,10 +191,12 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
             problems.add(section.line("providers"), f"route names provider {name!r}, which is not configured")
     cors = _cors(data.get("cors"), section.line("cors"), problems, default_cors)
     token_from = _token_from(section, problems, access)
+    csrf = _csrf(section, problems, methods, token_from)
     if regex is None or access is None or len(problems.items) > before:
         return None  # a route with a problem is left out of the table, so no lint follows from the same mistake
-    return Route(pattern, regex, methods, access, frozenset(providers) if providers is not None else None,
-                 data.line, cors, token_from)
+    accepted = requirements.intersect_providers(  # `providers:` on the route and in its rule mean the same
+        [frozenset(providers) if providers is not None else None, access.accepted_providers()])
+    return Route(pattern, regex, methods, access, accepted, data.line, cors, token_from, csrf)
 
 
 def _token_from(section: Section, problems: Problems, access) -> tuple:
@@ -219,17 +223,40 @@ def _token_from(section: Section, problems: Problems, access) -> tuple:
     return tuple(dict.fromkeys(sources)) or HEADER_ONLY
 
 
-def _shadowed(routes: list[Route], problems: Problems) -> None:
-    for index, route in enumerate(routes):
-        for earlier in routes[:index]:
-            same_path = earlier.pattern == route.pattern or earlier.pattern in ("/**",)
-            covers = earlier.methods is None or (route.methods is not None and route.methods <= earlier.methods)
-            if same_path and covers:
-                problems.add(route.line,
-                             f"route {route.pattern!r} can never match: the route at line {earlier.line} "
-                             f"({earlier.pattern!r}) already takes every request it would get; "
-                             "remove it or move it above")
-                break
+def _csrf(section: Section, problems: Problems, methods: frozenset[str] | None, token_from: tuple) -> CsrfPolicy | None:
+    """`csrf_origins:` the origins allowed to send unsafe requests where a cookie carries the token (pipeline/csrf.py).
+
+    Required there, refused elsewhere; a separate key from CORS `allow_origins`, which says who may *read*
+    answers (and may be '*'), not who may make a browser *send* its cookie."""
+    cookies = tuple(source for source in token_from if source.kind == COOKIE)
+    unsafe = sorted(HTTP_METHODS - SAFE_METHODS if methods is None else methods - SAFE_METHODS)
+    texts = section.strings("csrf_origins")
+    if not cookies:
+        if section.has("csrf_origins"):
+            problems.add(section.line("csrf_origins"), "csrf_origins has no effect without a cookie in token_from; "
+                                                       "remove it")
+        return None
+    if not unsafe:
+        if section.has("csrf_origins"):
+            problems.add(section.line("csrf_origins"), "csrf_origins has no effect on a route that allows only "
+                                                       "safe methods (GET, HEAD, OPTIONS, TRACE); remove it")
+        return None
+    origins = set()
+    for text in texts:
+        origin = origin_of(text)
+        if origin is None or urlsplit(text).path not in ("", "/") or "*" in text:
+            problems.add(section.line("csrf_origins"), f"csrf origin {text!r} must be an exact origin like "
+                                                       "https://app.example.com")
+            continue
+        origins.add(origin)
+    if not texts:
+        allowed = "every method" if methods is None else ", ".join(unsafe)
+        problems.add(section.line("token_from"),
+                     f"this route reads its token from a cookie and allows {allowed}: browsers send cookies with "
+                     "requests other sites make them send (cross-site request forgery); list the origins allowed "
+                     "to send unsafe requests under 'csrf_origins: [https://app.example.com]', or allow only GET/HEAD")
+        return None
+    return CsrfPolicy(frozenset(origins), cookies)
 
 
 def read_routes(top: Section, problems: Problems, providers: list[ProviderConfig]) -> RouteTable:
@@ -244,7 +271,9 @@ def read_routes(top: Section, problems: Problems, providers: list[ProviderConfig
         route = _route(item, route_items.item_lines[index], problems, names, default_cors)
         if route is not None:
             routes.append(route)
-    _shadowed(routes, problems)
+    for overlap in overlaps(routes):
+        if overlap.taken is None:  # lint warns about the partial ones
+            problems.add(overlap.route.line, overlap.describe())
     if not providers:
         for route in routes:
             if route.access.token is not requirements.TokenNeed.NONE:
