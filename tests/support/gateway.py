@@ -17,7 +17,7 @@ from tests.support.config import REPO, typed_config
 
 
 def checked_config(path: Path):
-    """(config, warnings) from a routes.yaml file, as `gateway serve` loads it: lint errors refuse it too."""
+    """(config, warnings) from a routes.yaml file, as `gateway serve` loads it (lint findings are warnings)."""
     return load_checked(lambda: load_config(path, dotenv=None))
 
 
