@@ -23,7 +23,7 @@ run: $(STAMP)
 	@bash scripts/run-local.sh
 
 test: $(STAMP)
-	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)  # make run, the README's lines, tests/tls
+	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)  # make run, the README's lines, the TLS walk-through
 	$(VENV)/bin/lint-imports
 	$(PY) -m gateway test --config config/routes.yaml config/routes.test.yaml
 	$(PY) -m pytest -q

@@ -1,5 +1,7 @@
 import pytest
 
+pytest_plugins = ["tests.support.tls"]  # the TLS fixtures (certs, tls_gateway, bound_token) for every folder
+
 from tests.support.keys import ProviderServer, SigningKey, claims
 from tests.support.processes import GatewayProcess, start_flask_upstream, stop_process
 from tests.support.upstream import EchoUpstream

@@ -39,7 +39,7 @@ def session(tmp_path):
 
 def test_readme_commands_work_as_printed_after_make_run(session):
     """Every ```sh line of the README, run after `make run` as a reader would; but the walk-through (next test) and
-    the HTTPS section (its own listener and certificates: tests/tls/test_curl_walkthrough.py walks it)."""
+    the HTTPS section (its own listener and certificates: tests/e2e/test_tls_walkthrough.py walks it)."""
     text = README.read_text(encoding="utf-8")
     for elsewhere in ("Protect your own app in five minutes", "HTTPS, client certificates and certificate-bound tokens"):
         text = text.replace(section(elsewhere), "")
