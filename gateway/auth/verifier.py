@@ -31,7 +31,9 @@ SUBJECT_HEADER = "X-Auth-Subject"
 ISSUER_HEADER = "X-Auth-Issuer"
 SCOPES_HEADER = "X-Auth-Scopes"
 CLAIMS_HEADER = "X-Auth-Claims"
-IDENTITY_HEADERS = (SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER)
+BINDING_HEADER = "X-Auth-Binding"  # "dpop": the token is sender-constrained and its proof was checked
+IDENTITY_HEADERS = (SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER, BINDING_HEADER)
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}\Z")  # base64url of a SHA-256 digest, unpadded
 _TYP_ALIASES = {"at+jwt": {"at+jwt", "application/at+jwt"}}
 MAX_JSON_DEPTH = 32  # claim sets are shallow; deeper JSON is refused before anyone walks it
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
@@ -131,7 +133,7 @@ _VERIFIED_HEADERS: dict[bytes, dict] = {}
 _VERIFIED_HEADERS_MAX = 256
 
 
-def _base64url_decode(part: bytes) -> bytes:
+def base64url_decode(part: bytes) -> bytes:
     """What python-jose's `base64url_decode` does (pad, map -_ to +/, lenient a2b_base64), in one C call."""
     return binascii.a2b_base64(part.translate(_FROM_BASE64URL) + _PADDING[len(part) % 4])
 
@@ -147,9 +149,9 @@ def split_token(token: str) -> SplitToken:
         data = token.encode("ascii")
         encoded_header, encoded_payload, encoded_signature = data.split(b".")
         header = _VERIFIED_HEADERS.get(encoded_header)  # shared: read, never modified
-        raw_header = _base64url_decode(encoded_header) if header is None else b""
-        raw_payload = _base64url_decode(encoded_payload)
-        signature = _base64url_decode(encoded_signature)
+        raw_header = base64url_decode(encoded_header) if header is None else b""
+        raw_payload = base64url_decode(encoded_payload)
+        signature = base64url_decode(encoded_signature)
     except ValueError:  # wrong part count, non-ASCII (UnicodeEncodeError), bad base64 (binascii.Error)
         raise errors.unauthorized("invalid_header",
                                   "token is not a JWT: its header or payload cannot be decoded") from None
@@ -304,12 +306,13 @@ class Verifier:
         if subject is not None and (not isinstance(subject, str) or _has_control(subject)):
             raise errors.unauthorized("invalid_claims", "claim sub must be a string without control characters")
         scopes = granted_scopes(claims, provider.scope_claims)
+        jkt = _dpop_binding(claims)
         headers = (
             (SUBJECT_HEADER, subject or ""),
             (ISSUER_HEADER, provider.issuer),
             (SCOPES_HEADER, _scopes_header(scopes)),
-            (CLAIMS_HEADER, _b64url(raw_payload)),
-        ) + _forwarded_claims(claims, provider)
+            (CLAIMS_HEADER, base64url_encode(raw_payload)),
+        ) + (((BINDING_HEADER, "dpop"),) if jkt is not None else ()) + _forwarded_claims(claims, provider)
         return Identity(
             provider=provider.name,
             issuer=provider.issuer,
@@ -319,7 +322,21 @@ class Verifier:
             expires_at=exp + leeway,
             upstream_headers=headers,
             key_ref=key_ref,
+            jkt=jkt,
         )
+
+
+def _dpop_binding(claims: dict) -> str | None:
+    """`cnf.jkt` (RFC 9449 §6.1), the thumbprint of the key whose proofs must come with the token."""
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None
+    if not isinstance(cnf, dict):
+        raise errors.unauthorized("invalid_claims", "claim cnf must be a JSON object")
+    jkt = cnf.get("jkt")
+    if jkt is not None and (not isinstance(jkt, str) or _JKT.match(jkt) is None):
+        raise errors.unauthorized("invalid_claims", "claim cnf.jkt must be a base64url SHA-256 JWK thumbprint")
+    return jkt
 
 
 def _forwarded_claims(claims: dict, provider: ProviderConfig) -> tuple[tuple[str, str], ...]:
@@ -338,5 +355,5 @@ def _forwarded_claims(claims: dict, provider: ProviderConfig) -> tuple[tuple[str
     return tuple(headers)
 
 
-def _b64url(raw: bytes) -> str:
+def base64url_encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # the model holds a RouteTable but never calls it: no runtime import upwards
@@ -28,6 +28,15 @@ class JwksPolicy:
 
 
 @dataclass(frozen=True)
+class DpopPolicy:
+    """A provider's `dpop:`: its DPoP-bound tokens (RFC 9449) are accepted with a proof made like this."""
+
+    algorithms: tuple[str, ...] = ("ES256", "RS256")  # proof signature algorithms (asymmetric only)
+    max_age: float = 60.0  # seconds a proof's iat may lie in the past (plus the provider's leeway)
+    nonce: bool = False  # proofs must carry a nonce this gateway issued (DPoP-Nonce)
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     name: str
     issuer: str
@@ -44,6 +53,8 @@ class ProviderConfig:
     forward_claims: tuple[tuple[str, tuple[str, ...]], ...]  # (header name, claim path)
     line: int
     scopes: frozenset[str] | None = None  # the scopes its tokens can carry, if declared (for `check`)
+    dpop: DpopPolicy | None = None  # None: DPoP-bound tokens (cnf.jkt) of this provider are refused
+    token_binding: str = "optional"  # "required": tokens without a cnf binding are refused
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,17 @@ class ReloadConfig:
 
 
 @dataclass(frozen=True)
+class DpopSettings:
+    """The top-level `dpop:`: what every provider's DPoP checks share."""
+
+    replay_store: str = "memory"  # or redis://HOST:PORT/DB, shared by every replica
+    replay_entries: int = 200_000  # bound of the memory store: proofs remembered at once
+    max_proof_bytes: int = 4096  # a longer DPoP header is refused before it is parsed
+    nonce_secret: bytes | None = field(default=None, repr=False)  # the replicas' shared nonce secret
+    nonce_lifetime: float = 300.0  # a nonce is good for its window of this many seconds and the next
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     source: str
     listen_host: str
@@ -110,6 +132,8 @@ class GatewayConfig:
     admin: AdminConfig = AdminConfig(required=False)
     reload: ReloadConfig = ReloadConfig()
     clients: ClientConfig = ClientConfig()
+    dpop: DpopSettings = DpopSettings()
+    public_url: str | None = None  # scheme://host[:port] clients address, for DPoP htu checks
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:

@@ -65,6 +65,7 @@ class Route:
     line: int
     cors: CorsPolicy | None = None
     token_from: tuple[TokenSource, ...] = HEADER_ONLY  # where this route reads the token
+    streams_outlive_token: bool = False  # True: streamed answers and WebSockets are not ended at token expiry
 
     def allows(self, method: str) -> bool:
         return self.methods is None or method in self.methods

@@ -70,3 +70,19 @@ def _value(text: str) -> str:
     if _TOKEN.match(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def client_origin(incoming: CIMultiDictProxy, scheme: str, trusted: bool, public_url: str | None) -> str:
+    """`scheme://host[:port]` as the client addressed it: `public_url` if configured, else what a trusted
+    proxy says in X-Forwarded-Proto/-Host (its first, client-side entry), else the listener's scheme and Host."""
+    if public_url:
+        return public_url
+    host = incoming.get("Host", "")
+    if trusted:
+        scheme = _first(incoming.get("X-Forwarded-Proto")) or scheme
+        host = _first(incoming.get("X-Forwarded-Host")) or host
+    return f"{scheme}://{host}"
+
+
+def _first(value: str | None) -> str:
+    return value.partition(",")[0].strip() if value else ""

@@ -10,6 +10,7 @@ from typing import Any
 from gateway.auth.claim_path import ClaimPathError, parse_claim_path
 from gateway.auth.jwks_cache import FetchError, build_keys
 from gateway.auth.verifier import IDENTITY_HEADERS
+from gateway.config.loader.dpop import read_provider_dpop
 from gateway.config.loader.sections import Problems, Section, is_http_url
 from gateway.config.model import DEFAULT_SCOPE_CLAIMS, SUPPORTED_ALGORITHMS, JwksPolicy, ProviderConfig
 from gateway.config.yaml_source import LocatedList, LocatedMap
@@ -70,7 +71,9 @@ def _static_jwks(section: Section, base_dir: Path, problems: Problems):
 PROVIDER_KEYS = (
     "name", "issuer", "audience", "jwks_uri", "jwks", "jwks_file", "algorithms", "leeway",
     "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache", "forward_claims", "scopes",
+    "dpop", "token_binding",
 )
+TOKEN_BINDINGS = ("optional", "required")
 _TCHAR = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 RESERVED_HEADERS = frozenset({
     "authorization", "host", "content-length", "content-type", "cookie", "x-request-id",
@@ -177,7 +180,19 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
         forward_claims=_forward_claims(section, problems),
         line=data.line,
         scopes=frozenset(section.strings("scopes")) if section.has("scopes") else None,
+        dpop=read_provider_dpop(data.get("dpop"), where, section.line("dpop"), problems),
+        token_binding=_token_binding(section, where, problems),
     )
+
+
+def _token_binding(section: Section, where: str, problems: Problems) -> str:
+    """`token_binding: optional | required`: whether tokens without a `cnf` binding are accepted."""
+    value = section.get("token_binding", str, "optional")
+    if value not in TOKEN_BINDINGS:
+        problems.add(section.line("token_binding"),
+                     f"{where}: token_binding must be 'optional' or 'required' (refuse tokens without a cnf binding)")
+        return "optional"
+    return value
 
 
 def read_providers(top: Section, base_dir: Path, problems: Problems) -> list[ProviderConfig]:

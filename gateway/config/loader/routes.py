@@ -142,7 +142,7 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
     return parts[0] if len(parts) == 1 else requirements.AllOf(tuple(parts))
 
 
-ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from")
+ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from", "streams_outlive_token")
 
 
 def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
@@ -181,10 +181,11 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
             problems.add(section.line("providers"), f"route names provider {name!r}, which is not configured")
     cors = _cors(data.get("cors"), section.line("cors"), problems, default_cors)
     token_from = _token_from(section, problems, access)
+    outlive = section.get("streams_outlive_token", bool, False)
     if regex is None or access is None:
         return None
     return Route(pattern, regex, methods, access, frozenset(providers) if providers is not None else None,
-                 data.line, cors, token_from)
+                 data.line, cors, token_from, outlive)
 
 
 def _token_from(section: Section, problems: Problems, access) -> tuple:
