@@ -42,8 +42,9 @@ class Rejection(Exception):
         self.scopes = scopes
         self.challenge_error = challenge_error  # the challenge's error= when it is not invalid_token
 
-    def response(self, realm: str, challenges: Challenges = BEARER_ONLY, scheme: str = BEARER) -> web.Response:
-        """`scheme`: the one the request used; its challenge carries the error (RFC 9449 §7.1)."""
+    def response(self, realm: str, challenges: Challenges = BEARER_ONLY, scheme: str | None = BEARER) -> web.Response:
+        """`scheme`: the one the request's token came with (None: no token was read); its challenge carries
+        the error (RFC 9449 §7.1), alongside the challenges of every scheme the route accepts."""
         headers = CIMultiDict(self.headers)
         if self.status in (401, 403):
             for challenge in self._challenges(realm, challenges, scheme):
@@ -52,10 +53,11 @@ class Rejection(Exception):
         return web.Response(status=self.status, body=body, headers=headers,
                             content_type="application/json")
 
-    def _challenges(self, realm: str, challenges: Challenges, scheme: str) -> list[str]:
-        schemes = challenges.schemes()
-        if scheme not in schemes:
-            schemes = (scheme, *schemes)
+    def _challenges(self, realm: str, challenges: Challenges, scheme: str | None) -> list[str]:
+        accepted = challenges.schemes()
+        if scheme is None:
+            scheme = accepted[0] if accepted else BEARER
+        schemes = [name for name in (BEARER, DPOP) if name in accepted or name == scheme]
         result = []
         for name in schemes:
             params = [f'realm="{_quoted(realm)}"']

@@ -122,7 +122,7 @@ class _ProofKey(NamedTuple):
 
 def downgrade_refused() -> errors.Rejection:
     return errors.unauthorized("invalid_token", "this token is bound to a DPoP key: send it as "
-                                                "'Authorization: DPoP <token>' with a DPoP proof (RFC 9449 §7.2)")
+                                                "'Authorization: DPoP <token>' with a DPoP proof; it is never accepted as Bearer")
 
 
 def check_unproven(identity: Identity, provider: ProviderConfig) -> None:

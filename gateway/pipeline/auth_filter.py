@@ -47,7 +47,7 @@ class AuthFilter:
         route = None
         cors_headers = None
         examining = False
-        presented = [BEARER]  # the scheme the token came with: its challenge carries the error
+        presented: list[str | None] = [None]  # the scheme the token came with: its challenge carries the error
         try:
             path, query = decide.target(request.raw_path, self.config.allow_path_params)
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
@@ -106,7 +106,7 @@ class AuthFilter:
             self.observe(record)
         return response
 
-    def _credential(self, request: web.BaseRequest, route: Route, presented: list[str]) -> str | ProofRequest | None:
+    def _credential(self, request: web.BaseRequest, route: Route, presented: list[str | None]) -> str | ProofRequest | None:
         """The token alone (a bearer request), or with its DPoP proof(s) and what they are checked against."""
         found = find_token(request, route.token_from, self.config.limits.max_token_bytes)
         if found is None:
