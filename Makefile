@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_DIR := .run
 
-.PHONY: run test bench check stop clean
+.PHONY: run test bench check stop clean redis-server
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,17 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
 	touch $(STAMP)
 
+# The DPoP replay-store tests run a real Redis (Debian's redis-server), started by a fixture on a free port.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+		else echo "the tests need redis-server: run 'sudo apt-get install -y redis-server'" >&2; exit 1; fi; }
+
 run: $(STAMP)
 	@$(PY) -m gateway check --offline --config config/routes.yaml >/dev/null
 	@bash scripts/run-local.sh
 
-test: $(STAMP)
+test: $(STAMP) redis-server
 	$(VENV)/bin/lint-imports
 	$(PY) -m gateway test --config config/routes.yaml config/routes.test.yaml
 	$(PY) -m pytest -q

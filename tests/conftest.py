@@ -1,6 +1,6 @@
 import pytest
 
-from tests.support import ProviderServer, SigningKey, start_flask_upstream, stop_process
+from tests.support import ProviderServer, RedisServer, SigningKey, start_flask_upstream, stop_process
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +62,11 @@ async def echo_upstream(aiohttp_server):
     server = await aiohttp_server(app)
     echo.url = str(server.make_url("")).rstrip("/")
     return echo
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server (Debian's; `make test` installs it) on a free port, nothing persisted; stopped after."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -234,3 +235,42 @@ def start_flask_upstream(log: Path) -> tuple[subprocess.Popen, str]:
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/", process=process)
     return process, url
+
+
+class RedisServer:
+    """`redis-server` as an operator runs it, on a free loopback port, without persistence."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        binary = shutil.which("redis-server")
+        if binary is None:  # never a silent skip: the DPoP replay tests need the real thing
+            raise RuntimeError("redis-server is not installed; `make test` installs it (apt-get install redis-server)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = start_process([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.folder)], self.folder / "redis.log")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {(self.folder / 'redis.log').read_text()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis-server did not answer PING within 20 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)

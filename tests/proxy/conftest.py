@@ -71,12 +71,14 @@ def gateway_for(provider):
 class GatewayProcess:
     """`python -m gateway serve --config FILE`, as an operator runs it; keys are inlined (no JWKS fetch)."""
 
-    def __init__(self, folder: Path, upstream_url: str, rsa_key, extra: str = "", routes: str = ROUTES):
+    def __init__(self, folder: Path, upstream_url: str, rsa_key, extra: str = "", routes: str = ROUTES,
+                 provider_extra: str = ""):
         folder.mkdir()
         self.port = free_port()
         jwks = json.dumps({"keys": [rsa_key.public_jwk]})
         providers = "\n".join(["  - name: test", f"    issuer: {ISSUER}", f"    audience: {AUDIENCE}",
-                               f"    jwks: {jwks}", "    algorithms: [RS256]"])
+                               f"    jwks: {jwks}", "    algorithms: [RS256]"]
+                              + [f"    {line}" for line in provider_extra.splitlines()])
         extra = f"admin:\n  listen: 127.0.0.1:{free_port()}\n{extra}"
         text = config_text(upstream_url, providers, routes, extra)
         self.config = folder / "routes.yaml"
@@ -120,8 +122,9 @@ def gateway_process(tmp_path, rsa_key):
     """`await gateway_process(upstream_url, extra=...)`: a started gateway process, killed at teardown."""
     started: list[GatewayProcess] = []
 
-    async def start(upstream_url: str, extra: str = "", routes: str = ROUTES) -> GatewayProcess:
-        process = GatewayProcess(tmp_path / f"gateway{len(started)}", upstream_url, rsa_key, extra, routes)
+    async def start(upstream_url: str, extra: str = "", routes: str = ROUTES, provider_extra: str = "") -> GatewayProcess:
+        process = GatewayProcess(tmp_path / f"gateway{len(started)}", upstream_url, rsa_key, extra, routes,
+                                 provider_extra)
         started.append(process)
         return await process.start()
 
