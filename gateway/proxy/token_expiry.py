@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import time
 
+from aiohttp import web
+
 STREAM_EXPIRED = "token_expired_during_stream"
-ENDED_BY = "gateway.ended_by"  # key on a StreamResponse the gateway ended early: why (the access log's reason)
+ENDED_BY = web.ResponseKey("ended_by", str)  # on a response the gateway ended early: why (the access log's reason)
 SSE_TOKEN_EXPIRED = (b"event: token_expired\n"
                      b'data: {"code": "token_expired_during_stream", "description": "the token that opened '
                      b'this stream expired; reconnect with a fresh token"}\n\n')

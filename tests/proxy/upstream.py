@@ -102,6 +102,7 @@ class Upstream:
         app.router.add_get("/hop", self.hop)
         app.router.add_get("/status/{code}", self.status)
         app.router.add_get("/sse", self.sse)
+        app.router.add_get("/trickle", self.trickle)
         app.router.add_get("/ws", self.websocket)
         app.router.add_get("/ws-strict", self.websocket)
         app.router.add_get("/ws-refuse", self.ws_refuse)
@@ -202,6 +203,16 @@ class Upstream:
         await response.prepare(request)
         while (text := await self.controls.sse_next.get()) is not None:
             await response.write(f"data: {text}\n\n".encode())
+            self.controls.sse_sent.append(text)
+        await response.write_eof()
+        return response
+
+    async def trickle(self, request: web.Request) -> web.StreamResponse:
+        """A plain chunked stream paced like /sse: one chunk per text the test puts."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        while (text := await self.controls.sse_next.get()) is not None:
+            await response.write(text.encode())
             self.controls.sse_sent.append(text)
         await response.write_eof()
         return response
