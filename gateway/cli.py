@@ -1,4 +1,4 @@
-"""`python -m gateway serve | check | explain | test | token | devissuer`: the command-line contract."""
+"""`python -m gateway serve | check | explain | test | token | dpop-proof | devissuer`: the command-line contract."""
 from __future__ import annotations
 
 import argparse
@@ -136,9 +136,27 @@ def _test(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     from gateway.tools.devissuer import DevKeys, access_token_claims
 
+    binding = {}
+    if args.dpop_key:
+        binding = {"cnf": {"jkt": _client_key(args.dpop_key).jkt}}
     keys = DevKeys.load_or_create(args.key_dir)
-    claims = access_token_claims(args.scope, args.sub, args.ttl, args.issuer, args.audience)
+    claims = access_token_claims(args.scope, args.sub, args.ttl, args.issuer, args.audience, **binding)
     print(keys.mint(claims))
+    return 0
+
+
+def _client_key(path: str):
+    from gateway.tools.dpop_proof import ClientKey
+
+    try:
+        return ClientKey.load(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SystemExit(f"cannot read the DPoP key {path!r}: {exc}; make one with "
+                         "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out client.pem")
+
+
+def _dpop_proof(args: argparse.Namespace) -> int:
+    print(_client_key(args.key).proof(args.method, args.url, args.token, args.nonce))
     return 0
 
 
@@ -209,7 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--issuer", default=DEFAULT_ISSUER)
     token.add_argument("--audience", default=DEFAULT_AUDIENCE)
     token.add_argument("--key-dir", default=DEFAULT_KEY_DIR)
+    token.add_argument("--dpop-key", metavar="KEY.pem",
+                       help="bind the token to this client key (cnf.jkt): it is then accepted only with DPoP proofs")
     token.set_defaults(run=_token)
+
+    proof = commands.add_parser("dpop-proof", help="print a DPoP proof for one request (curl -H \"DPoP: ...\")")
+    proof.add_argument("--key", required=True, metavar="KEY.pem", help="the client's EC P-256 or RSA private key")
+    proof.add_argument("method", help="HTTP method, e.g. GET")
+    proof.add_argument("url", help="the URL as the client sends it, e.g. http://127.0.0.1:8080/user")
+    proof.add_argument("--token", help="the access token the proof goes with (its hash becomes ath)")
+    proof.add_argument("--nonce", help="a nonce the gateway sent in DPoP-Nonce")
+    proof.set_defaults(run=_dpop_proof)
 
     issuer = commands.add_parser("devissuer", help="run the local development issuer")
     issuer.add_argument("--listen", default="127.0.0.1:9000")

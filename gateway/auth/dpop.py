@@ -114,7 +114,9 @@ class ProofRequest(NamedTuple):
     uri: Callable[[], str]  # the request's URI as the client addressed it, without the query
 
 
-class _ProofKey(NamedTuple):
+class ProofKey(NamedTuple):
+    """What a proof's header says, once checked: its algorithm, its key and the key's thumbprint."""
+
     algorithm: str
     key: object  # python-jose key built from the proof's jwk for exactly this algorithm
     jkt: str
@@ -137,13 +139,15 @@ def check_unproven(identity: Identity, provider: ProviderConfig) -> None:
 
 
 class DpopChecker:
+    """The gateway's DPoP checks: proof, nonce and replay store, for the providers that accept DPoP."""
+
     def __init__(self, settings: DpopSettings, replay: ReplayStore, clock: Callable[[], float] = time.time):
         self.max_proof_bytes = settings.max_proof_bytes
         self.replay = replay
         self.clock = clock
         self.nonces = Nonces(settings.nonce_secret, settings.nonce_lifetime, clock) if settings.nonce_secret else None
         # encoded proof header -> its key: a client signs every proof under the same header
-        self._keys: dict[bytes, _ProofKey] = {}
+        self._keys: dict[bytes, ProofKey] = {}
 
     async def check(self, identity: Identity, provider: ProviderConfig, request: ProofRequest) -> None:
         """The binding of a token that came with a DPoP header or the DPoP scheme, proof and all (§4.3, §7)."""
@@ -159,74 +163,92 @@ class DpopChecker:
         if policy is None:
             raise errors.unauthorized("invalid_token", f"DPoP-bound tokens of provider {provider.name!r} are not "
                                                        "accepted (its configuration has no dpop:)")
-        if not request.proofs:
-            raise errors.invalid_dpop_proof("the DPoP scheme needs a DPoP header with a proof")
-        if len(request.proofs) > 1:
-            raise errors.invalid_dpop_proof("more than one DPoP header; send exactly one proof")
-        proof = request.proofs[0]
-        if len(proof) > self.max_proof_bytes:
-            raise errors.invalid_dpop_proof(f"the DPoP proof is longer than {self.max_proof_bytes} bytes")
-        if _JWS.match(proof) is None:
-            raise errors.invalid_dpop_proof("the DPoP proof is not a signed JWT: expected three base64url parts")
-        data = proof.encode("ascii")
-        encoded_header, _, rest = data.partition(b".")
-        encoded_payload, _, encoded_signature = rest.partition(b".")
-        found = self._keys.get(encoded_header)
-        if found is None:
-            found = _proof_key(_decoded_json(encoded_header, "header"), policy.algorithms)
-        elif found.algorithm not in policy.algorithms:
-            raise _algorithm_refused(found.algorithm, policy.algorithms)
-        if found.jkt != identity.jkt:
-            raise errors.unauthorized("invalid_token", "the DPoP proof is signed by a key other than the one "
-                                                       "the token is bound to (cnf.jkt)")
-        signing_input = data[:len(encoded_header) + 1 + len(encoded_payload)]
-        try:
-            verified = signature_verifies(found.key, signing_input, base64url_decode(encoded_signature))
-        except Exception:  # InvalidSignature, or a malformed signature: never a 500
-            verified = False
-        if not verified:
-            raise errors.invalid_dpop_proof("the DPoP proof's signature does not verify with its jwk")
-        if encoded_header not in self._keys:
-            if len(self._keys) >= _PROOF_KEYS_MAX:
-                self._keys.clear()
-            self._keys[encoded_header] = found
-        claims = _decoded_json(encoded_payload, "payload")
+        found, claims = read_proof(request.proofs, policy.algorithms, self.max_proof_bytes, identity.jkt, self._keys)
         now = self.clock()
-        iat = self._claims(claims, request, policy.max_age, provider.leeway, now)
+        iat = check_proof_claims(claims, request.method, request.uri(), request.token, policy.max_age,
+                                 provider.leeway, now)
         if policy.nonce and not self.nonces.accepts(claims.get("nonce")):
             raise errors.use_dpop_nonce(self.nonces.current(), "this resource needs a DPoP proof with the nonce "
                                                                 "given in the DPoP-Nonce header")
-        key = hashlib.sha256(f"{found.jkt}\0{claims['jti']}".encode()).digest()[:16]
+        key = replay_key(found.jkt, claims["jti"])
         if not await self.replay.first_use(key, max(1.0, iat + policy.max_age + provider.leeway - now)):
             raise errors.invalid_dpop_proof("this DPoP proof was already used (jti seen before); "
                                             "make a new proof for every request")
 
-    @staticmethod
-    def _claims(claims: dict, request: ProofRequest, max_age: float, leeway: float, now: float) -> float:
-        """htm, htu, iat, jti and ath (§4.3 steps 8-12); returns iat."""
-        if claims.get("htm") != request.method:
-            raise errors.invalid_dpop_proof(f"the DPoP proof's htm must be the request method {request.method}")
-        htu = claims.get("htu")
-        expected = normalized_uri(request.uri())
-        if not isinstance(htu, str) or expected is None or normalized_uri(htu) != expected:
-            raise errors.invalid_dpop_proof(f"the DPoP proof's htu must be the URI this request was sent to, "
-                                            f"{expected or 'unknown'}, without query and fragment")
-        iat = claims.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, (int, float)) or not math.isfinite(iat):
-            raise errors.invalid_dpop_proof("the DPoP proof's iat must be a number of seconds since the epoch")
-        if iat > now + leeway:
-            raise errors.invalid_dpop_proof("the DPoP proof was issued in the future (iat); check the client's clock")
-        if now - iat > max_age + leeway:
-            raise errors.invalid_dpop_proof(f"the DPoP proof is older than {max_age:g} seconds (iat); "
-                                            "make a new proof for every request")
-        jti = claims.get("jti")
-        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
-            raise errors.invalid_dpop_proof(f"the DPoP proof needs a jti: a unique string of at most "
-                                            f"{MAX_JTI_CHARS} characters")
+
+def check_proof_claims(claims: dict, method: str, uri: str, token: str | None, max_age: float, leeway: float,
+                       now: float) -> float:
+    """htm, htu, iat, jti and ath (§4.3 steps 8-12; no ath where no token is presented); returns iat."""
+    if claims.get("htm") != method:
+        raise errors.invalid_dpop_proof(f"the DPoP proof's htm must be the request method {method}")
+    htu = claims.get("htu")
+    expected = normalized_uri(uri)
+    if not isinstance(htu, str) or expected is None or normalized_uri(htu) != expected:
+        raise errors.invalid_dpop_proof(f"the DPoP proof's htu must be the URI this request was sent to, "
+                                        f"{expected or 'unknown'}, without query and fragment")
+    iat = claims.get("iat")
+    if isinstance(iat, bool) or not isinstance(iat, (int, float)) or not math.isfinite(iat):
+        raise errors.invalid_dpop_proof("the DPoP proof's iat must be a number of seconds since the epoch")
+    if iat > now + leeway:
+        raise errors.invalid_dpop_proof("the DPoP proof was issued in the future (iat); check the client's clock")
+    if now - iat > max_age + leeway:
+        raise errors.invalid_dpop_proof(f"the DPoP proof is older than {max_age:g} seconds (iat); "
+                                        "make a new proof for every request")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
+        raise errors.invalid_dpop_proof(f"the DPoP proof needs a jti: a unique string of at most "
+                                        f"{MAX_JTI_CHARS} characters")
+    if token is not None:
         ath = claims.get("ath")
-        if not isinstance(ath, str) or not hmac.compare_digest(ath.encode(), access_token_hash(request.token).encode()):
+        if not isinstance(ath, str) or not hmac.compare_digest(ath.encode(), access_token_hash(token).encode()):
             raise errors.invalid_dpop_proof("the DPoP proof's ath must be the base64url SHA-256 of this access token")
-        return float(iat)
+    return float(iat)
+
+
+def replay_key(jkt: str, jti: str) -> bytes:
+    """What the replay store remembers of a proof: its jti, per client key (one client cannot burn another's)."""
+    return hashlib.sha256(f"{jkt}\0{jti}".encode()).digest()[:16]
+
+
+def read_proof(proofs: tuple[str, ...] | list[str], algorithms: tuple[str, ...], max_bytes: int,
+               expected_jkt: str | None = None, known: dict[bytes, ProofKey] | None = None) -> tuple[ProofKey, dict]:
+    """The one proof among `proofs`, its signature verified with its own jwk: (its key, its claims, unchecked).
+
+    `expected_jkt`: the key the token is bound to, compared before the signature is checked.
+    `known`: verified headers by their encoded bytes (a client signs every proof under one header).
+    """
+    if not proofs:
+        raise errors.invalid_dpop_proof("the DPoP scheme needs a DPoP header with a proof")
+    if len(proofs) > 1:
+        raise errors.invalid_dpop_proof("more than one DPoP header; send exactly one proof")
+    proof = proofs[0]
+    if len(proof) > max_bytes:
+        raise errors.invalid_dpop_proof(f"the DPoP proof is longer than {max_bytes} bytes")
+    if _JWS.match(proof) is None:
+        raise errors.invalid_dpop_proof("the DPoP proof is not a signed JWT: expected three base64url parts")
+    data = proof.encode("ascii")
+    encoded_header, _, rest = data.partition(b".")
+    encoded_payload, _, encoded_signature = rest.partition(b".")
+    found = known.get(encoded_header) if known is not None else None
+    if found is None:
+        found = _proof_key(_decoded_json(encoded_header, "header"), algorithms)
+    elif found.algorithm not in algorithms:
+        raise _algorithm_refused(found.algorithm, algorithms)
+    if expected_jkt is not None and found.jkt != expected_jkt:
+        raise errors.unauthorized("invalid_token", "the DPoP proof is signed by a key other than the one "
+                                                   "the token is bound to (cnf.jkt)")
+    signing_input = data[:len(encoded_header) + 1 + len(encoded_payload)]
+    try:
+        verified = signature_verifies(found.key, signing_input, base64url_decode(encoded_signature))
+    except Exception:  # InvalidSignature, or a malformed signature: never a 500
+        verified = False
+    if not verified:
+        raise errors.invalid_dpop_proof("the DPoP proof's signature does not verify with its jwk")
+    if known is not None and encoded_header not in known:
+        if len(known) >= _PROOF_KEYS_MAX:
+            known.clear()
+        known[encoded_header] = found
+    return found, _decoded_json(encoded_payload, "payload")
 
 
 def _decoded_json(part: bytes, what: str) -> dict:
@@ -243,7 +265,7 @@ def _algorithm_refused(algorithm: object, allowed: tuple[str, ...]) -> errors.Re
                                      f"use one of {', '.join(allowed)}")
 
 
-def _proof_key(header: dict, allowed: tuple[str, ...]) -> _ProofKey:
+def _proof_key(header: dict, allowed: tuple[str, ...]) -> ProofKey:
     """typ, alg and the public jwk of a proof header (§4.3 steps 4-6), the key built by python-jose."""
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() != PROOF_TYP:
@@ -263,4 +285,4 @@ def _proof_key(header: dict, allowed: tuple[str, ...]) -> _ProofKey:
     built, problem = construct_key(jwk, [algorithm], "the DPoP proof's jwk")
     if problem:
         raise errors.invalid_dpop_proof(problem)
-    return _ProofKey(algorithm, built[algorithm], jwk_thumbprint(jwk))
+    return ProofKey(algorithm, built[algorithm], jwk_thumbprint(jwk))

@@ -1,14 +1,14 @@
 """A local development issuer shaped like Auth0, so `make run` needs no account.
 
-It serves OIDC discovery, a JWKS, and a client-credentials token endpoint.
+It serves OIDC discovery, a JWKS, and a client-credentials token endpoint
+that, like Auth0's, binds the token to the client's key when the request
+carries a DPoP proof (RFC 9449 §5: `cnf.jkt`, `token_type: DPoP`).
 Its RSA key and client secrets are generated on first use under a git-ignored
 folder.  It is for development only: anyone who can read that folder can mint
 tokens.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import secrets
@@ -21,9 +21,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jwt
 
+from gateway import errors
+from gateway.auth.dpop import check_proof_claims, jwk_thumbprint, read_proof, replay_key
+from gateway.auth.replay_store import MemoryReplayStore
+
 DEFAULT_ISSUER = "http://127.0.0.1:9000/"
 DEFAULT_AUDIENCE = "https://api.example.test"
 DEFAULT_KEY_DIR = ".devissuer"
+DPOP_ALGORITHMS = ("ES256", "RS256")
+DPOP_MAX_AGE = 60.0
 DEFAULT_CLIENTS = {
     "dev-user-client": "read:user",
     "dev-admin-client": "read:user read:admin",
@@ -42,13 +48,6 @@ def _write_once(path: Path, data: bytes) -> None:
         pass
     finally:
         temp.unlink()
-
-
-def _thumbprint(public_jwk: dict) -> str:
-    """RFC 7638 JWK thumbprint, used as the kid."""
-    members = {k: public_jwk[k] for k in ("e", "kty", "n")}
-    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ class DevKeys:
         private_pem = key_file.read_bytes()
         public = jwk.construct(private_pem, "RS256").public_key().to_dict()
         public = {"kty": "RSA", "n": public["n"], "e": public["e"]}
-        public.update(kid=_thumbprint(public), use="sig", alg="RS256")
+        public.update(kid=jwk_thumbprint(public), use="sig", alg="RS256")  # RFC 7638 thumbprint as kid
         return cls(private_pem, public, json.loads(clients_file.read_text()))
 
     def mint(self, claims: dict) -> str:
@@ -130,10 +129,27 @@ def issuer_app(keys: DevKeys, issuer: str = DEFAULT_ISSUER, audience: str = DEFA
         if form.get("audience") != audience:
             return web.json_response({"error": "access_denied",
                                       "error_description": f"Service not found: {form.get('audience')}"}, status=403)
+        binding = {}
+        if "DPoP" in request.headers:
+            try:
+                binding = {"cnf": {"jkt": await dpop_key(request)}}
+            except errors.Rejection as rejection:
+                return web.json_response({"error": "invalid_dpop_proof", "error_description": rejection.description},
+                                         status=400)
         claims = access_token_claims(client["scope"], f"{form['client_id']}@clients", ttl, issuer, audience,
-                                     azp=form["client_id"], gty="client-credentials")
-        return web.json_response({"access_token": keys.mint(claims), "token_type": "Bearer",
+                                     azp=form["client_id"], gty="client-credentials", **binding)
+        return web.json_response({"access_token": keys.mint(claims), "token_type": "DPoP" if binding else "Bearer",
                                   "expires_in": ttl, "scope": client["scope"]})
+
+    used_proofs = MemoryReplayStore(100_000)
+
+    async def dpop_key(request: web.Request) -> str:
+        """The thumbprint of the key whose proof came with this token request (checked as §4.3 says)."""
+        found, proof_claims = read_proof(request.headers.getall("DPoP"), DPOP_ALGORITHMS, 4096)
+        check_proof_claims(proof_claims, "POST", str(request.url), None, DPOP_MAX_AGE, 5.0, time.time())
+        if not await used_proofs.first_use(replay_key(found.jkt, proof_claims["jti"]), DPOP_MAX_AGE + 5.0):
+            raise errors.invalid_dpop_proof("this DPoP proof was already used; make a new one")
+        return found.jkt
 
     app = web.Application()
     app.router.add_get("/.well-known/openid-configuration", discovery)
