@@ -9,7 +9,6 @@ checked is refused: a full memory store or an unreachable Redis answer 503
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Protocol
@@ -83,10 +82,8 @@ class RedisReplayStore:
     async def first_use(self, key: bytes, ttl: float) -> bool:
         from redis.exceptions import RedisError
 
-        try:
-            async with asyncio.timeout(2 * REDIS_TIMEOUT):
-                stored = await self.client.set(REDIS_PREFIX + key.hex().encode(), b"1", nx=True,
-                                               px=max(1, int(ttl * 1000)))
+        try:  # bounded by the client's own connect and socket timeouts
+            stored = await self.client.set(REDIS_PREFIX + key.hex().encode(), b"1", nx=True, px=max(1, int(ttl * 1000)))
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("DPoP replay store %s unreachable (%s): refusing DPoP requests until it answers",
                         _safe_url(self.url), type(exc).__name__)

@@ -65,3 +65,25 @@ async def test_an_unreachable_redis_refuses_with_503_and_the_gateway_keeps_servi
         async with client.get("/echo/x", headers={"Authorization": f"Bearer {token()}"}) as answer:
             assert answer.status == 200  # bearer tokens do not need the store
     assert [seen.header("Authorization") for seen in upstream.seen] == [None]
+
+
+async def test_a_redis_that_accepts_but_never_answers_is_503_within_its_timeout(gateway_for, upstream, token):
+    async def silent(reader, writer):  # takes the command and says nothing
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with gateway_for(upstream.url, extra=_store(f"redis://127.0.0.1:{port}/0"),
+                               provider_extra=PROVIDER_DPOP) as (gw, client):
+            key = DpopKey("ES256")
+            bound = token(cnf={"jkt": key.jkt})
+            headers = {"Authorization": f"DPoP {bound}", "DPoP": key.proof("GET", PUBLIC + "/echo/x", bound)}
+            started = time.monotonic()
+            async with client.get("/echo/x", headers=headers) as answer:
+                assert answer.status == 503
+                assert (await answer.json())["code"] == "replay_store_unavailable"
+            assert time.monotonic() - started < 5  # REDIS_TIMEOUT is 1 s
+    finally:
+        server.close()
+    assert upstream.seen == []
