@@ -443,20 +443,29 @@ async def test_nonces_are_demanded_issued_and_accepted_by_a_replica_sharing_the_
 
 # -- configuration -----------------------------------------------------------------------------------------------
 
-def _load(provider_extra: str = "", top_extra: str = "") -> list[str]:
+def _load(provider_extra: str = "", top_extra: str = ""):
+    """(the config, []) or (None, its problems)."""
     text = config_text("http://127.0.0.1:5000", provider_yaml("https://issuer.test/jwks", extra=provider_extra),
                        ROUTES, top_extra)
     try:
-        build_config(load_located(text, {}), "routes.yaml", REPO)
+        return build_config(load_located(text, {}), "routes.yaml", REPO), []
     except ConfigError as exc:
-        return exc.problems
-    return []
+        return None, exc.problems
 
 
-def test_the_issue_configuration_loads():
-    config_problems = _load(DPOP_PROVIDER + "  nonce: false\ntoken_binding: optional",
-                            "dpop:\n  replay_store: redis://127.0.0.1:6379/0\npublic_url: https://api.example.com")
-    assert config_problems == []
+def test_the_issue_configuration_loads_into_the_model():
+    config, problems = _load(DPOP_PROVIDER + "  nonce: true\ntoken_binding: required",
+                             f"dpop:\n  replay_store: redis://127.0.0.1:6379/0\n  nonce_secret: {'s' * 32}\n"
+                             "public_url: https://api.example.com")
+    assert problems == []
+    provider = config.provider("test")
+    assert (provider.dpop.algorithms, provider.dpop.max_age, provider.dpop.nonce) == (("ES256", "RS256"), 60, True)
+    assert provider.token_binding == "required"
+    assert (config.dpop.replay_store, config.dpop.nonce_secret) == ("redis://127.0.0.1:6379/0", b"s" * 32)
+    assert config.public_url == "https://api.example.com" and "s" * 32 not in repr(config.dpop)
+    plain, _ = _load()
+    assert plain.provider("test").dpop is None and plain.provider("test").token_binding == "optional"
+    assert plain.dpop.replay_store == "memory" and plain.public_url is None
 
 
 @pytest.mark.parametrize("provider_extra, top_extra, problem", [
@@ -471,6 +480,6 @@ def test_the_issue_configuration_loads():
     ("token_binding: always", "", "token_binding must be 'optional' or 'required'"),
 ])
 def test_bad_dpop_settings_are_refused_with_a_hint(provider_extra, top_extra, problem):
-    problems = _load(provider_extra, top_extra)
+    _, problems = _load(provider_extra, top_extra)
     assert any(problem in p and p.startswith("routes.yaml:") for p in problems), problems
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from gateway.config.loader.sections import Problems, Section, is_http_url
 from gateway.config.model import SUPPORTED_ALGORITHMS, DpopPolicy, DpopSettings, ProviderConfig
@@ -77,16 +77,20 @@ def replay_store_problem(store: str) -> str | None:
     if store == "memory":
         return None
     parts = urlsplit(store)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
     database = parts.path.lstrip("/")
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok or parts.query \
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or not _port_ok(parts) or parts.query \
             or parts.fragment or (database and not database.isdigit()):
         return (f"dpop.replay_store {store!r} must be 'memory' or a Redis URL like redis://127.0.0.1:6379/0 "
                 "(every replica must name the same one)")
     return None
+
+
+def _port_ok(parts: SplitResult) -> bool:
+    """No port, or a number in range (urlsplit raises ValueError on `:x` or `:99999` only when asked)."""
+    try:
+        return parts.port is None or parts.port > 0
+    except ValueError:
+        return False
 
 
 def read_public_url(top: Section, problems: Problems) -> str | None:
@@ -95,12 +99,8 @@ def read_public_url(top: Section, problems: Problems) -> str | None:
     if value is None:
         return None
     parts = urlsplit(value)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
     if not is_http_url(value) or parts.path not in ("", "/") or parts.query or parts.fragment \
-            or "@" in parts.netloc or not port_ok:
+            or "@" in parts.netloc or not _port_ok(parts):
         problems.add(top.line("public_url"), f"public_url {value!r} must be an origin like https://api.example.com "
                                              "(scheme, host and an optional port; no path)")
         return None
