@@ -3,12 +3,15 @@ and a Redis that cannot be reached refuses proofs (503) instead of waving them t
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 
 import aiohttp
 
 from tests.security.dpop_client import DpopKey
-from tests.support import claims, free_port
+from tests.support import AUDIENCE, ISSUER, REPO, SigningKey, claims, free_port
 
 PUBLIC = "https://api.example.com"  # both replicas serve one public name, so one proof fits either
 PROVIDER_DPOP = "dpop:\n  algorithms: [ES256]\n  max_age: 60"
@@ -87,3 +90,16 @@ async def test_a_redis_that_accepts_but_never_answers_is_503_within_its_timeout(
     finally:
         server.close()
     assert upstream.seen == []
+
+
+def test_workers_with_dpop_refuse_to_start_on_a_memory_store(tmp_path):
+    """Each worker process would keep its own set of used proofs: a proof could be replayed once per worker."""
+    jwks = json.dumps({"keys": [SigningKey.ec("w").public_jwk]})
+    config = tmp_path / "routes.yaml"
+    config.write_text(f"listen: 127.0.0.1:{free_port()}\nupstream: http://127.0.0.1:1\nproviders:\n"
+                      f"  - name: test\n    issuer: {ISSUER}\n    audience: {AUDIENCE}\n    jwks: {jwks}\n"
+                      "    algorithms: [ES256]\n    dpop: true\nroutes:\n  - path: /**\n    access: authenticated\n")
+    result = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "2",
+                             "--log-format", "text"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "needs a shared replay store" in result.stderr + result.stdout
