@@ -12,6 +12,7 @@ share and the current time window, so any replica accepts any replica's.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -53,6 +54,7 @@ def access_token_hash(token: str) -> str:
     return base64url_encode(hashlib.sha256(token.encode("ascii")).digest())
 
 
+@functools.lru_cache(maxsize=1024)  # bounded; a client's proofs, and requests to one endpoint, repeat their URI
 def normalized_uri(uri: str) -> str | None:
     """An absolute http(s) URI without query and fragment, normalised per RFC 3986 §6.2.2 and §6.2.3.
 
