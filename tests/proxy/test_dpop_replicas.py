@@ -103,3 +103,21 @@ def test_workers_with_dpop_refuse_to_start_on_a_memory_store(tmp_path):
                              "--log-format", "text"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "needs a shared replay store" in result.stderr + result.stdout
+
+
+async def test_concurrent_proofs_share_round_trips_and_a_duplicate_among_them_is_caught(
+        gateway_for, upstream, token, redis_server):
+    async with gateway_for(upstream.url, extra=_store(redis_server.url), provider_extra=PROVIDER_DPOP) as (gw, client):
+        key = DpopKey("ES256")
+        bound = token(cnf={"jkt": key.jkt})
+        twice = key.proof("GET", PUBLIC + "/echo/x", bound)
+        proofs = [key.proof("GET", PUBLIC + "/echo/x", bound) for _ in range(12)] + [twice, twice]
+
+        async def send(proof: str) -> int:
+            async with client.get("/echo/x", headers={"Authorization": f"DPoP {bound}", "DPoP": proof}) as answer:
+                await answer.read()
+                return answer.status
+
+        statuses = await asyncio.gather(*(send(proof) for proof in proofs))
+    assert statuses[:12] == [200] * 12
+    assert sorted(statuses[12:]) == [200, 401]
