@@ -125,8 +125,8 @@ class ProofKey(NamedTuple):
 
 
 def downgrade_refused() -> errors.Rejection:
-    return errors.unauthorized("invalid_token", "this token is bound to a DPoP key: send it as "
-                                                "'Authorization: DPoP <token>' with a DPoP proof; it is never accepted as Bearer")
+    return errors.unauthorized("invalid_token", "this token is bound to a DPoP key: send it as 'Authorization: "
+                                                "DPoP <token>' with a DPoP proof; it is never accepted as Bearer")
 
 
 def check_unproven(identity: Identity, provider: ProviderConfig) -> None:

@@ -122,7 +122,8 @@ def gateway_process(tmp_path, rsa_key):
     """`await gateway_process(upstream_url, extra=...)`: a started gateway process, killed at teardown."""
     started: list[GatewayProcess] = []
 
-    async def start(upstream_url: str, extra: str = "", routes: str = ROUTES, provider_extra: str = "") -> GatewayProcess:
+    async def start(upstream_url: str, extra: str = "", routes: str = ROUTES,
+                    provider_extra: str = "") -> GatewayProcess:
         process = GatewayProcess(tmp_path / f"gateway{len(started)}", upstream_url, rsa_key, extra, routes,
                                  provider_extra)
         started.append(process)

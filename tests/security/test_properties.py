@@ -157,7 +157,8 @@ def test_a_pattern_written_as_text_matches_every_spelling_of_it(case):
 
 HEADER_VALUES = st.one_of(
     st.text(max_size=200),
-    st.builds(lambda s, t: f"{s} {t}", st.sampled_from(["Bearer", "bearer", "BEARER", "DPoP", "dpop", "Basic", "", "Bearer "]),
+    st.builds(lambda s, t: f"{s} {t}",
+              st.sampled_from(["Bearer", "bearer", "BEARER", "DPoP", "dpop", "Basic", "", "Bearer "]),
               st.text(alphabet=string.ascii_letters + string.digits + "-_.= \t", max_size=300)),
 )
 
