@@ -120,9 +120,11 @@ class AuthFilter:
 
     def _request_uri(self, request: web.BaseRequest) -> str:
         """The URI the client addressed, without the query: what a DPoP proof's htu must name."""
+        path = request.raw_path.partition("?")[0]
+        if self.config.public_url:
+            return self.config.public_url + path
         trusted = is_trusted(request.remote, self.config.clients.trusted_proxies)
-        origin = client_origin(request.headers, request.scheme, trusted, self.config.public_url)
-        return origin + request.raw_path.partition("?")[0]
+        return client_origin(request.headers, request.scheme, trusted) + path
 
     def _challenges(self, route: Route | None) -> errors.Challenges:
         return self.route_challenges.get(id(route), errors.BEARER_ONLY)

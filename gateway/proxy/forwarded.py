@@ -72,11 +72,9 @@ def _value(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def client_origin(incoming: CIMultiDictProxy, scheme: str, trusted: bool, public_url: str | None) -> str:
-    """`scheme://host[:port]` as the client addressed it: `public_url` if configured, else what a trusted
+def client_origin(incoming: CIMultiDictProxy, scheme: str, trusted: bool) -> str:
+    """`scheme://host[:port]` as the client addressed it (where no `public_url` says so): what a trusted
     proxy says in X-Forwarded-Proto/-Host (its first, client-side entry), else the listener's scheme and Host."""
-    if public_url:
-        return public_url
     host = incoming.get("Host", "")
     if trusted:
         scheme = _first(incoming.get("X-Forwarded-Proto")) or scheme
