@@ -162,10 +162,12 @@ async def test_htu_is_compared_after_normalisation_and_without_the_query(stack, 
     assert answer.status == 200, answer.body
 
 
-async def test_a_plain_bearer_token_still_works_beside_dpop(stack):
-    answer = await stack.get("/user/profile", token=stack.token("read:user"))
+async def test_a_plain_bearer_token_still_works_beside_dpop_and_cannot_claim_a_binding(stack):
+    forged = [("X-Auth-Binding", "dpop"), ("x_auth_binding", "dpop")]
+    answer = await stack.get("/user/profile", headers=forged, token=stack.token("read:user"))
     assert answer.status == 200
-    assert header_values(answer.json()["echo"], "X-Auth-Binding") == []
+    seen = answer.json()["echo"]
+    assert header_values(seen, "X-Auth-Binding") == header_values(seen, "x_auth_binding") == []
 
 
 # -- refusals: scheme and binding ------------------------------------------------------------------------------
