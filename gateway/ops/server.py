@@ -48,6 +48,7 @@ class Gateway:
         self._sweeper: asyncio.Task | None = None
         self.replay_store: ReplayStore | None = None  # DPoP jti set: kept across reloads, so no proof is reusable
         self._replay_store_url = ""
+        self._replaced_stores: list[ReplayStore] = []
 
     async def start(self) -> None:
         require_c_parser()
@@ -76,6 +77,8 @@ class Gateway:
     def activate(self, config: GatewayConfig, caches: dict[str, JwksCache], token_cache: TokenCache) -> Generation | None:
         """Serve new rules from the next request on; returns the generation they replace (see reload.py)."""
         if config.dpop.replay_store != self._replay_store_url:  # a new store only when the setting changed
+            if self.replay_store is not None:  # requests of the old rules may still use it: closed at stop
+                self._replaced_stores.append(self.replay_store)
             self.replay_store = open_replay_store(config.dpop.replay_store, config.dpop.replay_entries)
             self._replay_store_url = config.dpop.replay_store
         dpop = DpopChecker(config.dpop, self.replay_store)
@@ -120,8 +123,9 @@ class Gateway:
         for cache in self.caches.values():
             await cache.stop()
         await self.forwarder.stop()
-        if self.replay_store is not None:
-            await self.replay_store.close()
+        for store in (*self._replaced_stores, self.replay_store):
+            if store is not None:
+                await store.close()
         if self.idp_session is not None:
             await self.idp_session.close()
 

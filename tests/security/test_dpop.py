@@ -485,3 +485,12 @@ def test_bad_dpop_settings_are_refused_with_a_hint(provider_extra, top_extra, pr
     _, problems = _load(provider_extra, top_extra)
     assert any(problem in p and p.startswith("routes.yaml:") for p in problems), problems
 
+
+
+async def test_a_reload_does_not_make_a_used_proof_usable_again(stack, client_key):
+    token = bound(stack, client_key)
+    proof = client_key.proof("GET", URL, token)
+    assert (await dpop_get(stack, token, [proof])).status == 200
+    gateway = stack.gateway
+    gateway.activate(gateway.config, gateway.caches, gateway.token_cache)  # what a reload of the same file does
+    assert_refused(await dpop_get(stack, token, [proof]), 401, "invalid_dpop_proof")
