@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="INDEX:ARG, an extra `serve` argument for copy INDEX (e.g. 1:--workers=2)")
     parser.add_argument("--floor", action="store_true",
                         help="also run bench/experiments/floor_proxy.py: a relay with no auth, the least a Python proxy pays")
+    parser.add_argument("--tls", type=int, action="append", default=[],
+                        help="INDEX: that copy serves https with `gateway devcerts` certificates (wrk speaks TLS, "
+                             "keep-alive as for http), e.g. the same SRC twice with --tls 1 for the cost of TLS")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "results" / "ab-work")
     args = parser.parse_args(argv)
 
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         up_port = procs.free_port()
         running.append(start_upstream(args.upstream, work, up_port))
         gateways = []
+        if args.tls:
+            from gateway.tools.devcerts import make_devcerts
+
+            certs = make_devcerts(work / "devcerts")  # ca, server, server key, client, client key
         for index, src in enumerate(args.srcs):
             env = {"PYTHONPATH": str(Path(src).resolve()), "GATEWAY_LOG_LEVEL": "WARNING"}
             for item in args.env:
@@ -67,13 +74,17 @@ def main(argv: list[str] | None = None) -> int:
                     name, _, value = assignment.partition("=")
                     env[name] = value
             extra = [item.partition(":")[2] for item in args.args if int(item.partition(":")[0]) == index]
+            if index in args.tls:
+                extra += ["--tls-cert", str(certs[1]), "--tls-key", str(certs[2])]
             port = procs.free_port()
             cfg = configs.gateway(work, f"gw{index}", up_port, issuer.jwks())
             argv = gateway_argv(cfg, port, serve_help(env, work)) + extra
             proc = procs.Proc(f"gw{index}", argv, work / f"gw{index}.log", env=env, cwd=work)
             running.append(proc)
-            proc.wait_http(port)
-            gateways.append((f"{index}:{src}", f"http://127.0.0.1:{port}{args.path}", proc))
+            proc.wait_http(port)  # plain http to an https port gets a 400: an answer too
+            scheme = "https" if index in args.tls else "http"
+            gateways.append((f"{index}:{src}{' (tls)' if index in args.tls else ''}",
+                             f"{scheme}://127.0.0.1:{port}{args.path}", proc))
         if args.floor:
             port = procs.free_port()
             proc = procs.Proc("floor", [str(VENV_BIN / "python"), str(REPO / "bench" / "experiments" / "floor_proxy.py"),

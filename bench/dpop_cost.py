@@ -30,7 +30,8 @@ from aiohttp import web
 
 from bench.procs import free_port
 from tests.security.dpop_client import DpopKey
-from tests.support import AUDIENCE, ISSUER, RedisServer, SigningKey, claims, start_process, stop_process
+from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims
+from tests.support.processes import RedisServer, start_process, stop_process
 
 TICKS = os.sysconf("SC_CLK_TCK")
 CONCURRENCY = 4

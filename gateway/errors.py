@@ -27,6 +27,10 @@ class Challenges:
 
 BEARER_ONLY = Challenges()
 
+# The Server header of every answer the gateway makes itself (and of forwarded answers whose upstream
+# sent none): no product version to look up vulnerabilities by.  aiohttp would add its own, with versions.
+SERVER = "gateway"
+
 
 class Rejection(Exception):
     """A request the gateway answers itself instead of forwarding."""
@@ -45,7 +49,7 @@ class Rejection(Exception):
     def response(self, realm: str, challenges: Challenges = BEARER_ONLY, scheme: str | None = BEARER) -> web.Response:
         """`scheme`: the one the request's token came with (None: no token was read); its challenge carries
         the error (RFC 9449 §7.1), alongside the challenges of every scheme the route accepts."""
-        headers = CIMultiDict(self.headers)
+        headers = CIMultiDict({"Server": SERVER, **self.headers})
         if self.status in (401, 403):
             for challenge in self._challenges(realm, challenges, scheme):
                 headers.add("WWW-Authenticate", challenge)
@@ -131,6 +135,14 @@ def keys_unavailable(provider: str) -> Rejection:
 def upstream_unavailable() -> Rejection:
     return Rejection(502, "upstream_unavailable",
                      "the upstream app refused or dropped the connection; check that it is running")
+
+
+def upstream_tls_error() -> Rejection:
+    return Rejection(502, "upstream_tls_error",
+                     "the TLS connection to the upstream failed: its certificate did not verify, or the "
+                     "handshake was refused (the gateway never falls back to plain HTTP); set upstream.ca_file "
+                     "to the CA that signed its certificate, upstream.server_name to the name in it, and "
+                     "upstream.client_cert/client_key if it requires a client certificate")
 
 
 def upstream_timeout() -> Rejection:

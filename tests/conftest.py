@@ -1,6 +1,8 @@
 import pytest
 
-from tests.support import ProviderServer, RedisServer, SigningKey, start_flask_upstream, stop_process
+from tests.support.keys import ProviderServer, SigningKey, claims
+from tests.support.processes import GatewayProcess, RedisServer, start_flask_upstream, stop_process
+from tests.support.upstream import EchoUpstream
 
 
 @pytest.fixture(scope="session")
@@ -29,39 +31,42 @@ def flask_upstream(tmp_path_factory):
 
 @pytest.fixture
 async def provider(rsa_key, ec_key):
-    server = await ProviderServer([rsa_key, ec_key]).start()
-    yield server
-    await server.stop()
-
-
-class EchoUpstream:
-    """A real aiohttp upstream that answers 200 and remembers what reached it."""
-
-    def __init__(self):
-        self.requests = []
-
-    async def handle(self, request):
-        from aiohttp import web
-
-        self.requests.append({"method": request.method, "path_qs": request.raw_path,
-                              "headers": dict(request.headers)})
-        return web.json_response({"ok": True})
-
-    @property
-    def last(self):
-        return self.requests[-1]
+    async with ProviderServer([rsa_key, ec_key]) as server:
+        yield server
 
 
 @pytest.fixture
-async def echo_upstream(aiohttp_server):
-    from aiohttp import web
+async def echo_upstream():
+    """The echo upstream (tests/support/upstream.py): records what reached it; behaviours by path."""
+    async with EchoUpstream() as server:
+        yield server
 
-    echo = EchoUpstream()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo.handle)
-    server = await aiohttp_server(app)
-    echo.url = str(server.make_url("")).rstrip("/")
-    return echo
+
+@pytest.fixture
+def token(rsa_key):
+    """A freshly signed RS256 token; keyword arguments go to claims()."""
+    return lambda **kw: rsa_key.sign(claims(**kw))
+
+
+@pytest.fixture
+def bearer(token):
+    return lambda **kw: {"Authorization": f"Bearer {token(**kw)}"}
+
+
+@pytest.fixture
+def gateway_process(tmp_path, rsa_key):
+    """`await gateway_process(upstream_url, extra=...)`: a started gateway process, killed at teardown."""
+    started: list[GatewayProcess] = []
+
+    async def start(upstream_url: str, extra: str = "", provider_extra: str = "") -> GatewayProcess:
+        process = GatewayProcess(tmp_path / f"gateway{len(started)}", upstream_url, rsa_key, extra,
+                                 provider_extra=provider_extra)
+        started.append(process)
+        return await process.start()
+
+    yield start
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture

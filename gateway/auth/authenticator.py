@@ -28,14 +28,12 @@ class Authenticator:
         """`credential`: a bearer token alone, or a token with its DPoP header(s) and request facts."""
         token = credential if type(credential) is str else credential.token
         identity = await self._identity(token, allowed)
-        provider = self.caches[identity.provider].provider
         if type(credential) is str:
-            if identity.jkt is not None or provider.token_binding != "optional":
-                check_unproven(identity, provider)
+            check_unproven(identity)
         elif self.dpop is None:
             raise errors.unauthorized("invalid_token", "DPoP proofs are not checked here; send a bearer token")
         else:
-            await self.dpop.check(identity, provider, credential)
+            await self.dpop.check(identity, self.caches[identity.provider].provider, credential)
         return identity
 
     async def _identity(self, token: str, allowed: frozenset[str] | None) -> Identity:

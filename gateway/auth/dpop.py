@@ -129,15 +129,11 @@ def downgrade_refused() -> errors.Rejection:
                                                 "DPoP <token>' with a DPoP proof; it is never accepted as Bearer")
 
 
-def check_unproven(identity: Identity, provider: ProviderConfig) -> None:
-    """A token sent without a proof: refused if it is DPoP-bound, or if its provider requires binding."""
+def check_unproven(identity: Identity) -> None:
+    """A token sent without a proof: refused if it is DPoP-bound (token_binding is checked with the other
+    bindings, auth/binding.py)."""
     if identity.jkt is not None:
         raise downgrade_refused()
-    if provider.token_binding == "required":
-        cnf = identity.claims.get("cnf")
-        if not (isinstance(cnf, dict) and cnf):
-            raise errors.unauthorized("invalid_token", f"provider {provider.name!r} accepts only sender-constrained "
-                                                       "tokens (with a cnf binding); this one has none")
 
 
 class DpopChecker:

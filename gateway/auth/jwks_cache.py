@@ -33,6 +33,17 @@ class FetchError(Exception):
     """A JWKS or discovery fetch that did not give usable keys; the message says why."""
 
 
+class IssuerMismatch(FetchError):
+    """The discovery document names another issuer: a config mistake, not a transient failure."""
+
+
+def issuer_difference(configured: str, named: object) -> str:
+    """The fix for a configured issuer that is not the one a provider names (its tokens' iss)."""
+    if isinstance(named, str) and configured.rstrip("/") == named.rstrip("/"):
+        return f"the trailing slash is the difference: write issuer: {named}"
+    return f"write issuer: {named} if that is the provider you mean (it must equal the tokens' iss exactly)"
+
+
 @dataclass
 class JwksStats:
     fetches: int = 0
@@ -42,6 +53,7 @@ class JwksStats:
     last_success: float | None = None
     last_error: str | None = None
     key_count: int = 0
+    misconfigured: str | None = None  # set by an IssuerMismatch: retrying cannot help
 
 
 def key_fits(jwk_dict: dict, algorithm: str) -> bool:
@@ -154,6 +166,7 @@ class JwksCache:
         self.keys: dict[object, dict[str, object]] = {}
         self._by_canonical: dict[str, dict] = {}
         self.loaded = False
+        self.in_service = True  # False while a reload only tries these keys out: no route depends on them yet
         self.jwks_uri = provider.jwks_uri
         self._refresh: asyncio.Task | None = None
         self._last_attempt = float("-inf")
@@ -253,7 +266,13 @@ class JwksCache:
                 exc = FetchError(f"unexpected {exc.__class__.__name__} while refreshing keys")
             self.stats.failures += 1
             self.stats.last_error = str(exc)
-            kept = "keeping the last good keys" if self.loaded else "protected routes answer 503 until it works"
+            self.stats.misconfigured = str(exc) if isinstance(exc, IssuerMismatch) else None
+            if self.loaded:
+                kept = "keeping the last good keys"
+            elif self.in_service:
+                kept = "protected routes answer 503 until it works"
+            else:
+                kept = "the new rules are not applied without these keys"
             log.warning("provider %s: key refresh failed: %s; %s", self.provider.name, exc, kept)
             raise exc from None
         if max_age is None:
@@ -286,9 +305,9 @@ class JwksCache:
                 problems.append(f"{url} is not a JSON object")
                 continue
             if document.get("issuer") != self.provider.issuer:
-                raise FetchError(
-                    f"discovery document at {url} names issuer {document.get('issuer')!r}, "
-                    f"not the configured {self.provider.issuer!r}; fix 'issuer' (trailing slash matters)"
+                raise IssuerMismatch(
+                    f"discovery document at {url} names issuer {document.get('issuer')!r}, not the configured "
+                    f"{self.provider.issuer!r}; {issuer_difference(self.provider.issuer, document.get('issuer'))}"
                 )
             uri = document.get("jwks_uri")
             try:

@@ -69,15 +69,24 @@ class ClaimCondition:
         if self.kind == "present":
             if (actual is not MISSING) == self.present:
                 return None
-            return Denial(f"claim {name} must {'' if self.present else 'not '}be present")
+            return Denial(f"claim {name} must {self.wording()}")
         if self.kind == "all_of":
             ok = all(_has(actual, value) for value in self.values)
         else:  # equals and one_of
             ok = any(_has(actual, value) for value in self.values)
         if ok:
             return None
+        return Denial(f"claim {name} must {self.wording()}")
+
+    def wording(self) -> str:
+        """The whole condition with its values, as a verb phrase: "equal 'analyst'", "include one of 'a', 'b'"."""
+        if self.kind == "present":
+            return "be present" if self.present else "not be present"
         wanted = ", ".join(repr(v) for v in self.values)
-        return Denial(f"claim {name} must {self.kind.replace('_', ' ')} {wanted}")
+        return {"equals": "equal", "one_of": "include one of", "all_of": "include all of"}[self.kind] + f" {wanted}"
+
+    def describe(self) -> str:
+        return f"claim {format_claim_path(self.path)} must {self.wording()}"
 
 
 class AccessRule:
@@ -91,34 +100,22 @@ class AccessRule:
 
 
 @dataclass(frozen=True)
-class Public(AccessRule):
-    token = TokenNeed.NONE
+class TokenOnly(AccessRule):
+    """public, optional or authenticated: a rule about whether a token is needed, none about its claims."""
+
+    token: TokenNeed = TokenNeed.REQUIRED
 
     def check(self, identity: Identity) -> Denial | None:
         return None
 
     def describe(self) -> str:
-        return "public"
+        return _TOKEN_WORDS[self.token]
 
 
-@dataclass(frozen=True)
-class OptionalToken(AccessRule):
-    token = TokenNeed.OPTIONAL
-
-    def check(self, identity: Identity) -> Denial | None:
-        return None
-
-    def describe(self) -> str:
-        return "optional"
-
-
-@dataclass(frozen=True)
-class Authenticated(AccessRule):
-    def check(self, identity: Identity) -> Denial | None:
-        return None
-
-    def describe(self) -> str:
-        return "authenticated"
+_TOKEN_WORDS = {TokenNeed.NONE: "public", TokenNeed.OPTIONAL: "optional", TokenNeed.REQUIRED: "authenticated"}
+PUBLIC = TokenOnly(TokenNeed.NONE)
+OPTIONAL_TOKEN = TokenOnly(TokenNeed.OPTIONAL)
+AUTHENTICATED = TokenOnly(TokenNeed.REQUIRED)
 
 
 @dataclass(frozen=True)
@@ -156,7 +153,7 @@ class Requirement(AccessRule):
         if self.any_scopes:
             parts.append("any of scopes " + " ".join(sorted(self.any_scopes)))
         for condition in self.claims:
-            parts.append(f"claim {format_claim_path(condition.path)} {condition.kind}")
+            parts.append(condition.describe())
         if self.providers is not None:
             parts.append("providers " + ",".join(sorted(self.providers)))
         return "; ".join(parts) or "authenticated"

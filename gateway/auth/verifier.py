@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
 
 from gateway import errors
+from gateway.auth.binding import BINDING_HEADER, CLIENT_CERT_HEADER, DPOP_BINDING, JKT, confirmation_headers
 from gateway.auth.claim_path import MISSING, format_claim_path, lookup
 from gateway.config.model import ProviderConfig
 from gateway.auth.identity import Identity
@@ -31,9 +32,7 @@ SUBJECT_HEADER = "X-Auth-Subject"
 ISSUER_HEADER = "X-Auth-Issuer"
 SCOPES_HEADER = "X-Auth-Scopes"
 CLAIMS_HEADER = "X-Auth-Claims"
-BINDING_HEADER = "X-Auth-Binding"  # "dpop": the token is sender-constrained and its proof was checked
-IDENTITY_HEADERS = (SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER, BINDING_HEADER)
-_JKT = re.compile(r"[A-Za-z0-9_-]{43}\Z")  # base64url of a SHA-256 digest, unpadded
+IDENTITY_HEADERS = (SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER, BINDING_HEADER, CLIENT_CERT_HEADER)
 _TYP_ALIASES = {"at+jwt": {"at+jwt", "application/at+jwt"}}
 MAX_JSON_DEPTH = 32  # claim sets are shallow; deeper JSON is refused before anyone walks it
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
@@ -306,13 +305,14 @@ class Verifier:
         if subject is not None and (not isinstance(subject, str) or _has_control(subject)):
             raise errors.unauthorized("invalid_claims", "claim sub must be a string without control characters")
         scopes = granted_scopes(claims, provider.scope_claims)
-        jkt = _dpop_binding(claims)
+        binding = confirmation_headers(claims)  # validates cnf; a DPoP binding's key is checked on every request
+        jkt = claims["cnf"][JKT] if binding and binding[0][1] == DPOP_BINDING else None
         headers = (
             (SUBJECT_HEADER, subject or ""),
             (ISSUER_HEADER, provider.issuer),
             (SCOPES_HEADER, _scopes_header(scopes)),
             (CLAIMS_HEADER, base64url_encode(raw_payload)),
-        ) + (((BINDING_HEADER, "dpop"),) if jkt is not None else ()) + _forwarded_claims(claims, provider)
+        ) + binding + _forwarded_claims(claims, provider)
         return Identity(
             provider=provider.name,
             issuer=provider.issuer,
@@ -324,19 +324,6 @@ class Verifier:
             key_ref=key_ref,
             jkt=jkt,
         )
-
-
-def _dpop_binding(claims: dict) -> str | None:
-    """`cnf.jkt` (RFC 9449 §6.1), the thumbprint of the key whose proofs must come with the token."""
-    cnf = claims.get("cnf")
-    if cnf is None:
-        return None
-    if not isinstance(cnf, dict):
-        raise errors.unauthorized("invalid_claims", "claim cnf must be a JSON object")
-    jkt = cnf.get("jkt")
-    if jkt is not None and (not isinstance(jkt, str) or _JKT.match(jkt) is None):
-        raise errors.unauthorized("invalid_claims", "claim cnf.jkt must be a base64url SHA-256 JWK thumbprint")
-    return jkt
 
 
 def _forwarded_claims(claims: dict, provider: ProviderConfig) -> tuple[tuple[str, str], ...]:

@@ -5,11 +5,12 @@ module finds the rest of the "first match wins" traps: a later route that an
 earlier *broader* pattern swallows (an error: it can never match, and if the
 broader route is public the protected one is silently open), one that it
 swallows for some methods only (a warning), required scopes no
-configured provider can put in a token (a warning), and keys fetched over
-plain http (a warning).
+configured provider can put in a token (a warning), keys fetched over
+plain http (a warning), and a TLS certificate expiring within 14 days (a warning).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -83,7 +84,8 @@ def shadowing(routes: tuple[Route, ...]) -> Iterator[Finding]:
             if taken is not None and not taken:
                 continue
             opened = _open_word(earlier) if route.access.token is TokenNeed.REQUIRED else None
-            where = f"the broader {opened + ' ' if opened else ''}route {earlier.pattern!r} at line {earlier.line}"
+            relation = "earlier" if earlier.pattern == route.pattern else "broader"
+            where = f"the {relation} {opened + ' ' if opened else ''}route {earlier.pattern!r} at line {earlier.line}"
             if taken is None:
                 if opened:
                     yield Finding(route.line, f"protected route {route.pattern!r} is shadowed by {where}: every "
@@ -144,9 +146,24 @@ def plain_http_keys(config: GatewayConfig) -> Iterator[Finding]:
                                          "issuer, never in production (use the provider's https issuer)", False)
 
 
+EXPIRY_WARNING_DAYS = 14
+
+
+def tls_expiry(config: GatewayConfig, now: float | None = None) -> Iterator[Finding]:
+    """A certificate that expires soon: the rotation that should have replaced it has not happened."""
+    if config.tls is None:
+        return
+    left = config.tls.not_after - (time.time() if now is None else now)
+    if left < EXPIRY_WARNING_DAYS * 86400:
+        yield Finding(config.tls.line, f"the certificate in {config.tls.cert_file} expires in {left / 86400:.1f} "
+                                       f"days ({time.strftime('%Y-%m-%d %H:%M', time.gmtime(config.tls.not_after))} "
+                                       "UTC); replace the files (the gateway picks them up without a restart)",
+                      False)
+
+
 def lint(config: GatewayConfig) -> list[Finding]:
-    return sorted([*shadowing(config.routes.routes), *unreachable_scopes(config), *plain_http_keys(config)],
-                  key=lambda f: f.line)
+    return sorted([*shadowing(config.routes.routes), *unreachable_scopes(config), *plain_http_keys(config),
+                   *tls_expiry(config)], key=lambda f: f.line)
 
 
 def load_checked(load: Callable[[], GatewayConfig]) -> tuple[GatewayConfig, list[str]]:

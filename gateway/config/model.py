@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -53,8 +54,8 @@ class ProviderConfig:
     forward_claims: tuple[tuple[str, tuple[str, ...]], ...]  # (header name, claim path)
     line: int
     scopes: frozenset[str] | None = None  # the scopes its tokens can carry, if declared (for `check`)
+    token_binding: str = "optional"  # "required": tokens without a `cnf` binding are refused (RFC 8705, RFC 9449)
     dpop: DpopPolicy | None = None  # None: DPoP-bound tokens (cnf.jkt) of this provider are refused
-    token_binding: str = "optional"  # "required": tokens without a cnf binding are refused
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,16 @@ class UpstreamConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 100
-    keepalive: float = 30.0
+    keepalive: float = 1.0  # idle seconds before a pooled connection is dropped: below gunicorn's default 2 s
     host: str = "pass"  # Host sent upstream: "pass" (the client's), "upstream" (the URL's), or a literal
+    # https upstreams only (paths resolved against the config file's folder):
+    ca_file: str | None = None  # verify the upstream's certificate against these CAs instead of the system's
+    server_name: str | None = None  # the name its certificate must carry (and SNI), if not the URL's host
+    client_cert: str | None = None  # PEM certificate presented to an upstream that requires mutual TLS
+    client_key: str | None = None  # its PEM private key, unless client_cert holds both
+    # Built once at load from the four above, shared by every client of this upstream (lean pool,
+    # aiohttp, WebSockets); None for http:// and unix: upstreams.
+    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,23 @@ class ReloadConfig:
     interval: float = 1.0  # seconds between polls of the file
 
 
+CLIENT_CERT_MODES = ("none", "optional", "required")
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """`tls:`: the public listener speaks https only; the files are re-read when they change."""
+
+    cert_file: str  # absolute paths; PEM, leaf first, then intermediates
+    key_file: str
+    client_ca_file: str | None = None  # clients' certificates must chain to these
+    client_certs: str = "none"  # none | optional | required
+    min_version: str = "TLSv1.2"
+    not_after: float = 0.0  # the leaf's expiry when the config was loaded (epoch seconds), for `check`
+    line: int = 0
+
+
 @dataclass(frozen=True)
 class DpopSettings:
     """The top-level `dpop:`: what every provider's DPoP checks share."""
@@ -132,6 +158,7 @@ class GatewayConfig:
     admin: AdminConfig = AdminConfig(required=False)
     reload: ReloadConfig = ReloadConfig()
     clients: ClientConfig = ClientConfig()
+    tls: TlsConfig | None = None  # None: plain http
     dpop: DpopSettings = DpopSettings()
     public_url: str | None = None  # scheme://host[:port] clients address, for DPoP htu checks
 

@@ -54,6 +54,9 @@ class Metrics:
                                registry=r)
         self.token_cache = Counter("gateway_token_cache_lookups", "Token cache lookups by result", ["result"],
                                    registry=r)
+        self.tls_expiry = Gauge("gateway_tls_certificate_expiry_timestamp_seconds",
+                                "When the certificate the public listener serves expires (epoch seconds)",
+                                multiprocess_mode="livemin", registry=r)
         for result in ("accepted", "refused"):
             self.reloads.labels(result)
         self._children: dict[tuple, object] = {}  # labels() per request costs more than the inc itself
@@ -71,6 +74,9 @@ class Metrics:
             _child(self._children, self.upstream, route).observe(record.upstream_ms / 1000.0)
         if record.verification is not None:
             _child(self._children, self.verifications, record.verification).inc()
+
+    def tls_certificate(self, not_after: float) -> None:
+        self.tls_expiry.set(not_after)
 
     def reload(self, accepted: bool) -> None:
         self.reloads.labels("accepted" if accepted else "refused").inc()

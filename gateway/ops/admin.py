@@ -11,6 +11,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from gateway import errors
 from gateway.config.model import AdminConfig
 from gateway.observe.metrics import CONTENT_TYPE
 
@@ -30,6 +31,7 @@ class AdminServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.on_response_prepare.append(_no_version)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         try:
@@ -83,3 +85,7 @@ def gateway_not_ready(gateway) -> list[str]:
             why = cache.stats.last_error or "the first fetch has not finished"
             reasons.append(f"provider {name!r} has no signing keys yet: {why}")
     return reasons
+
+
+async def _no_version(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = errors.SERVER  # as on the public listener: no versions

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from gateway.config.model import GatewayConfig, ProviderConfig
 from gateway.config.loader import ConfigError
@@ -73,13 +73,17 @@ def restart_only_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
             before, after = (dataclasses.replace(v, **live[name]) for v in (before, after))
         if before != after:
             changed.append(name)
+    if old.tls != new.tls and (old.tls is None or new.tls is None
+                               or dataclasses.replace(old.tls, not_after=0, line=0)
+                               != dataclasses.replace(new.tls, not_after=0, line=0)):
+        changed.append("tls (the files' contents rotate live; paths and modes need a restart)")
     if dataclasses.replace(old.limits, max_token_bytes=0) != dataclasses.replace(new.limits, max_token_bytes=0):
         changed.append("limits (other than max_token_bytes)")
     return changed
 
 
 class Reloader:
-    def __init__(self, gateway, load: Loader, path: str | Path, metrics):
+    def __init__(self, gateway, load: Loader, path: str | Path, metrics, warnings: Iterable[str] = ()):
         self.gateway = gateway
         self.load = load
         self.path = Path(path)
@@ -87,6 +91,7 @@ class Reloader:
         self.digest = file_digest(self.path)  # of the version being served
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
+        self.said: set[str] = set(warnings)  # lint warnings are logged once per process, not on every reload
 
     async def reload(self, trigger: str) -> bool:
         async with self._lock:
@@ -113,6 +118,7 @@ class Reloader:
                 caches[provider.name] = old
             else:
                 caches[provider.name] = JwksCache(provider, gateway.idp_session)
+                caches[provider.name].in_service = False  # until the swap: a failure refuses the reload only
                 fresh.append(caches[provider.name])
         missing = await self._fetch_keys(fresh)
         if missing:
@@ -124,7 +130,9 @@ class Reloader:
                       "the running rules stay in force", trigger)
             return False
         for warning in warnings:
-            log.warning("reload: %s", warning)
+            if warning not in self.said:
+                log.warning("reload: %s", warning)
+        self.said.update(warnings)
         for name, cache in caches.items():
             if cache not in fresh and not cache.loaded:
                 log.warning("reload: provider %r still has no keys: %s", name, cache.stats.last_error)
@@ -133,6 +141,8 @@ class Reloader:
         same_set = not fresh and caches.keys() == current.keys()
         token_cache = gateway.token_cache if same_set else TokenCache(gateway.config.limits.token_cache_entries)
         # (identities are verified under one provider config: a changed provider starts afresh)
+        for cache in fresh:
+            cache.in_service = True
         old = gateway.activate(config, caches, token_cache)
         self.digest = digest
         log.info("reload (%s) applied: %d provider(s), %d route(s)%s", trigger, len(config.providers),

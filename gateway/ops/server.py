@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
+import ssl
 import time
 
 import aiohttp
@@ -22,6 +24,8 @@ from gateway.ops.generation import Generation
 from gateway.auth.jwks_cache import JwksCache
 from gateway.observe.metrics import Metrics
 from gateway.ops.operations import Operations, ServeOptions
+from gateway.config.loader.tls import TlsFileError
+from gateway.ops.tls_listener import CertificateRotation, TlsSite
 from gateway.auth.token_cache import TokenCache
 
 log = logging.getLogger("gateway")
@@ -45,7 +49,8 @@ class Gateway:
         self.forwarder = Forwarder(config.upstream, config.limits, config.clients)
         self.runner: web.ServerRunner | None = None
         self.port = config.listen_port
-        self._sweeper: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []  # the token cache sweep, the certificate watch
+        self.tls: CertificateRotation | None = None  # with tls: the context new handshakes get
         self.replay_store: ReplayStore | None = None  # DPoP jti set: kept across reloads, so no proof is reusable
         self._replay_store_url = ""
         self._replaced_stores: list[ReplayStore] = []
@@ -66,13 +71,29 @@ class Gateway:
         self.runner = web.ServerRunner(server, handle_signals=False,
                                        shutdown_timeout=CANCEL_GRACE)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.config.listen_host, self.config.listen_port,
-                           backlog=1024, reuse_port=self.reuse_port)
+        tls = self.config.tls
+        if tls is None:
+            site = web.TCPSite(self.runner, self.config.listen_host, self.config.listen_port,
+                               backlog=1024, reuse_port=self.reuse_port)
+        else:
+            try:
+                self.tls = CertificateRotation(tls, lambda material: self.metrics.tls_certificate(material.not_after))
+            except (TlsFileError, ssl.SSLError, OSError) as exc:
+                raise StartupError(f"tls: {exc}") from None
+            site = TlsSite(self.runner, self.config.listen_host, self.config.listen_port, self.tls,
+                           timeout=self.config.clients.idle_timeout, backlog=1024, reuse_port=self.reuse_port)
         await site.start()
         self.port = self.runner.addresses[0][1]
-        self._sweeper = asyncio.create_task(self._sweep())
-        log.info("gateway listening on http://%s:%d, forwarding to %s",
-                 self.config.listen_host, self.port, self.config.upstream.url)
+        self._tasks.append(asyncio.create_task(self._sweep()))
+        if self.tls is not None:
+            self._tasks.append(asyncio.create_task(self.tls.watch(self.config.reload.interval)))
+        scheme = "http" if tls is None else "https"
+        log.info("gateway listening on %s://%s:%d, forwarding to %s",
+                 scheme, self.config.listen_host, self.port, self.config.upstream.url)
+        if tls is None and not is_loopback(self.config.listen_host):
+            log.warning("listening on %s without tls: bearer tokens cross the network in cleartext; fine behind a "
+                        "mesh sidecar that encrypts, otherwise add a tls: section (or --tls-cert/--tls-key)",
+                        self.config.listen_host or "every address")
 
     def activate(self, config: GatewayConfig, caches: dict[str, JwksCache], token_cache: TokenCache) -> Generation | None:
         """Serve new rules from the next request on; returns the generation they replace (see reload.py)."""
@@ -107,8 +128,8 @@ class Gateway:
             self.token_cache.sweep(time.time())
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
         if self.runner is not None:
             # Drain (docs/proxy.md): stop accepting; keep-alive connections close once idle; open
             # WebSockets are told 1001; requests in flight get drain_timeout; cleanup() cancels the rest.
@@ -128,6 +149,15 @@ class Gateway:
                 await store.close()
         if self.idp_session is not None:
             await self.idp_session.close()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StartupError(Exception):

@@ -18,6 +18,7 @@ from gateway import errors
 from gateway.observe.access_log import AccessRecord, request_id, safe_path
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.dpop import ProofRequest
+from gateway.auth.binding import CLIENT_CERT_HEADER, certificate_thumbprint, check_binding
 from gateway.config.model import GatewayConfig
 from gateway.proxy.body_stream import answer_and_close, must_close_after_refusal
 from gateway.proxy.forwarded import client_origin, is_trusted
@@ -39,6 +40,8 @@ class AuthFilter:
         self.observe = observe  # the access log line and the metrics, once per request
         self.route_challenges = {id(route): route_challenges(config, route) for route in config.routes.routes}
         self.nonce_providers = frozenset(p.name for p in config.providers if p.dpop is not None and p.dpop.nonce)
+        self.asks_client_certs = config.tls is not None and config.tls.client_certs != "none"
+        self.binding_required = frozenset(p.name for p in config.providers if p.token_binding == "required")
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
@@ -47,7 +50,7 @@ class AuthFilter:
         route = None
         cors_headers = None
         examining = False
-        presented: list[str | None] = [None]  # the scheme the token came with: its challenge carries the error
+        scheme_used: list[str | None] = [None]  # the scheme the token came with: its challenge carries the error
         try:
             path, query = decide.target(request.raw_path, self.config.allow_path_params)
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
@@ -61,8 +64,11 @@ class AuthFilter:
             if route.cors is not None:
                 cors_headers = route.cors.response_headers(request.headers.get("Origin"))
             examining = True
-            identity = await decide.identify(route, lambda: self._credential(request, route, presented),
+            identity = await decide.identify(route, lambda: self._credential(request, route, scheme_used),
                                              self.authenticator)
+            presented = client_certificate_thumbprint(request) if self.asks_client_certs else None
+            if identity is not None:
+                check_binding(identity, presented, identity.provider in self.binding_required)
             examining = False
             if identity is not None:
                 record.subject, record.verification = identity.subject, "valid"
@@ -75,6 +81,8 @@ class AuthFilter:
                 trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
                 host=self.config.upstream.host, websocket=is_websocket_upgrade(request))
             headers["X-Request-Id"] = record.request_id  # passed through, or generated here
+            if presented is not None:
+                headers[CLIENT_CERT_HEADER] = presented
             if route.token_from != HEADER_ONLY and not self.config.forward_authorization:
                 query = drop_tokens(route.token_from, query, headers)
             record.decision = "allow"
@@ -89,12 +97,14 @@ class AuthFilter:
                 record.upstream_ms = (time.monotonic() - forwarding) * 1000
             record.status, record.reason = response.status, response.get(ENDED_BY, "forwarded")
         except errors.Rejection as rejection:
-            response = rejection.response(self.config.realm, self._challenges(route), presented[0])
+            response = rejection.response(self.config.realm, self._challenges(route), scheme_used[0])
             if cors_headers:
                 response.headers.update(cors_headers)
             if must_close_after_refusal(request, rejection.status, rejection.code):
                 await answer_and_close(request, response)
             record.status, record.reason = response.status, rejection.code
+            if rejection.status == 403:
+                record.detail = rejection.description  # the unmet condition, in the rule's words: config values only
             if examining and rejection.code != "authorization_header_missing":
                 record.verification = rejection.code
             return response
@@ -106,16 +116,17 @@ class AuthFilter:
             self.observe(record)
         return response
 
-    def _credential(self, request: web.BaseRequest, route: Route, presented: list[str | None]) -> str | ProofRequest | None:
+    def _credential(self, request: web.BaseRequest, route: Route,
+                    scheme_used: list[str | None]) -> str | ProofRequest | None:
         """The token alone (a bearer request), or with its DPoP proof(s) and what they are checked against."""
         found = find_token(request, route.token_from, self.config.limits.max_token_bytes)
         if found is None:
             return None
-        presented[0], token = found
+        scheme_used[0], token = found
         proofs = request.headers.getall("DPoP", ())
-        if presented[0] == BEARER and not proofs:
+        if scheme_used[0] == BEARER and not proofs:
             return token
-        return ProofRequest(token, presented[0], tuple(proofs), request.method,
+        return ProofRequest(token, scheme_used[0], tuple(proofs), request.method,
                             lambda: self._request_uri(request))
 
     def _request_uri(self, request: web.BaseRequest) -> str:
@@ -146,3 +157,9 @@ def route_challenges(config: GatewayConfig, route: Route) -> errors.Challenges:
     dpop_algs = tuple(dict.fromkeys(a for p in providers if p.dpop is not None for a in p.dpop.algorithms))
     bearer = not providers or any(p.dpop is None or p.token_binding == "optional" for p in providers)
     return errors.Challenges(bearer, dpop_algs)
+def client_certificate_thumbprint(request: web.BaseRequest) -> str | None:
+    """The thumbprint of the connection's client certificate: present only once TLS has verified it."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return certificate_thumbprint(der) if der else None

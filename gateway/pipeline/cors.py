@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway import errors
+
 
 @dataclass(frozen=True)
 class CorsPolicy:
@@ -43,11 +45,12 @@ class CorsPolicy:
                 or ("*" not in allowed_headers and not set(wanted) <= allowed_headers)):
             return web.json_response({"code": "cors_preflight_refused",
                                       "description": "origin, method or headers are not allowed by this route's CORS policy"},
-                                     status=403, headers={"Vary": "Origin"})
+                                     status=403, headers={"Vary": "Origin", "Server": errors.SERVER})
         headers = self.response_headers(origin)
         headers["Access-Control-Allow-Methods"] = ", ".join(self.allow_methods)
         if wanted:
             headers["Access-Control-Allow-Headers"] = ", ".join(wanted)
         headers["Access-Control-Max-Age"] = str(self.max_age)
         headers["Vary"] = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+        headers["Server"] = errors.SERVER
         return web.Response(status=204, headers=headers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 
 import aiohttp
 from aiohttp import web
@@ -23,8 +24,8 @@ from gateway import errors
 from gateway.proxy.body_stream import BodyAborted, RequestBody
 from gateway.config.model import ClientConfig, Limits, UpstreamConfig
 from gateway.proxy.headers import downstream_response_headers
-from gateway.proxy.upstream_client import UpstreamGone, UpstreamPool
 from gateway.proxy.token_expiry import ENDED_BY, SSE_TOKEN_EXPIRED, STREAM_EXPIRED, expired, until_expiry
+from gateway.proxy.upstream_client import UpstreamGone, UpstreamPool, tls_failure
 from gateway.proxy.websocket_relay import WebSocketRelay, is_websocket_upgrade
 
 log = logging.getLogger("gateway.forwarder")
@@ -38,18 +39,35 @@ class Forwarder:
         self.limits = limits
         self.clients = clients
         self.base = "http://localhost" if config.url.startswith("unix:") else config.url.rstrip("/")
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # HEAD and WebSocket upgrades, kept alive
+        self.uploads: aiohttp.ClientSession | None = None  # requests with a body: one fresh connection each
         self.pool: UpstreamPool | None = None
         self.websockets: WebSocketRelay | None = None
 
     async def start(self) -> None:
+        parts = URL(self.base)
+        unix = self.config.url[5:] if self.config.url.startswith("unix:") else None
+        if parts.scheme == "https" and self.config.tls is None:
+            raise ValueError("an https upstream needs the SSLContext the config loader builds (UpstreamConfig.tls)")
+        self.session = self._session(force_close=False)
+        self.uploads = self._session(force_close=True)
+        self.websockets = WebSocketRelay(self.session, self.limits.max_ws_message_bytes, self.config.server_name)
+        self.pool = UpstreamPool(parts.host, parts.port, unix, self.config.pool_size, self.config.connect_timeout,
+                                 self.config.read_timeout, keepalive=self.config.keepalive, tls=self.config.tls,
+                                 server_name=self.config.server_name)
+        self.default_host = "localhost" if unix else parts.raw_authority
+
+    def _session(self, force_close: bool) -> aiohttp.ClientSession:
+        """An aiohttp client for the upstream; `force_close`: every connection carries one request, then closes."""
         if self.config.url.startswith("unix:"):
             connector = aiohttp.UnixConnector(path=self.config.url[5:], limit=self.config.pool_size,
-                                              keepalive_timeout=self.config.keepalive)
+                                              keepalive_timeout=None if force_close else self.config.keepalive,
+                                              force_close=force_close)
         else:
-            connector = aiohttp.TCPConnector(limit=self.config.pool_size, keepalive_timeout=self.config.keepalive,
-                                             ttl_dns_cache=300)
-        self.session = aiohttp.ClientSession(
+            connector = aiohttp.TCPConnector(limit=self.config.pool_size, ttl_dns_cache=300,
+                                             keepalive_timeout=None if force_close else self.config.keepalive,
+                                             force_close=force_close, ssl=self.config.tls or True)
+        return aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -57,18 +75,13 @@ class Forwarder:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout,
                                           sock_read=self.config.read_timeout),
         )
-        self.websockets = WebSocketRelay(self.session, self.limits.max_ws_message_bytes)
-        parts = URL(self.base)
-        unix = self.config.url[5:] if self.config.url.startswith("unix:") else None
-        self.pool = UpstreamPool(parts.host, parts.port, unix, self.config.pool_size, self.config.connect_timeout,
-                                 self.config.read_timeout)
-        self.default_host = "localhost" if unix else parts.raw_authority
 
     async def stop(self) -> None:
         if self.pool is not None:
             self.pool.close()
-        if self.session is not None:
-            await self.session.close()
+        for session in (self.session, self.uploads):
+            if session is not None:
+                await session.close()
 
     async def forward(self, request: web.BaseRequest, path: str, query: str,
                       headers: CIMultiDict, extra_headers: dict[str, str] | None = None,
@@ -81,9 +94,14 @@ class Forwarder:
         if websocket:
             return await self.websockets.relay(request, url, headers, expires_at)
         body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout, expires_at)
+        # A request with a body never rides a kept-alive connection, either way: an upstream may answer
+        # before reading the body (a refusal, 405 from a GET-only view), announce keep-alive and then
+        # close (gunicorn does, over 64 KiB unread), so the next request on that connection would fail,
+        # and a streamed body cannot be sent again.  A fresh connection per body removes both races.
+        session = self.uploads if request.body_exists else self.session
         try:
-            async with self.session.request(request.method, url, headers=headers, data=body.source(),
-                                            allow_redirects=False) as upstream:
+            async with session.request(request.method, url, headers=headers, data=body.source(),
+                                       allow_redirects=False, server_hostname=self.config.server_name) as upstream:
                 # aiohttp's own sock_read timer bounds each read here
                 return await _relay_answer(request, path, upstream.status, upstream.reason, upstream.headers,
                                            upstream.content, extra_headers, None, expires_at)
@@ -92,6 +110,8 @@ class Forwarder:
                 raise body.failure from None
             if isinstance(exc, asyncio.TimeoutError):
                 raise errors.upstream_timeout() from None
+            if isinstance(exc, aiohttp.ClientSSLError):
+                raise tls_failure(exc) from None
             raise errors.upstream_unavailable() from None
 
     async def _forward_bodiless(self, request: web.BaseRequest, path: str, query: str, headers: CIMultiDict,
@@ -109,6 +129,8 @@ class Forwarder:
             connection, message, payload = await self.pool.request(request.method, text.encode())
         except TimeoutError:  # before OSError, of which it is a subclass
             raise errors.upstream_timeout() from None
+        except ssl.SSLError as exc:  # before OSError too
+            raise tls_failure(exc) from None
         except (UpstreamGone, OSError):
             raise errors.upstream_unavailable() from None
         try:
@@ -138,6 +160,7 @@ async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason
     stream still running when its token expires (`expires_at`) is ended then (token_expiry).
     """
     headers_out = downstream_response_headers(upstream_headers)
+    headers_out.setdefault("Server", errors.SERVER)  # the upstream's own passes unchanged
     if extra_headers:
         headers_out.update(extra_headers)
     length = upstream_headers.get("Content-Length")

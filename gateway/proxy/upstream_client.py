@@ -6,22 +6,36 @@ request timeout objects).  Requests without a body (nearly all API reads) go
 through this pool instead: it writes the request head once and hands the
 bytes it reads to aiohttp's llhttp-based `HttpResponseParser`, so no HTTP
 parsing is written here.  Everything else (bodies, upgrades, HEAD) keeps
-using the ClientSession.
+using the ClientSession.  An https upstream is reached over TLS with the
+config's one verified SSLContext, exactly as the ClientSession reaches it.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import ssl
 from collections import deque
 
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_parser import HttpResponseParser, RawResponseMessage
 from aiohttp.streams import StreamReader
 
+from gateway import errors
+
+log = logging.getLogger("gateway.forwarder")
+
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "PUT", "TRACE"})
 
 
 class UpstreamGone(ConnectionError):
     """The connection closed or failed before a whole response head arrived."""
+
+
+def tls_failure(exc: Exception) -> errors.Rejection:
+    """502 upstream_tls_error for any client of the upstream; which check failed goes to the log, for the operator."""
+    log.warning("TLS to the upstream failed: %s", exc)
+    return errors.upstream_tls_error()
 
 
 class _Connection(BaseProtocol):
@@ -35,6 +49,7 @@ class _Connection(BaseProtocol):
         self.payload: StreamReader | None = None
         self.reused = False
         self.closed = False
+        self.idle_since = 0.0  # loop time it went back to the pool
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -63,7 +78,8 @@ class _Connection(BaseProtocol):
                 self.payload.set_exception(UpstreamGone(str(error)))
         if self.payload is not None and not self.payload.is_eof():
             self.payload.set_exception(UpstreamGone("upstream closed the connection mid-body"))
-        self._fail(UpstreamGone("upstream closed the connection"))
+        # a TLS alert (a refused client certificate, in TLS 1.3 after the handshake) keeps its cause
+        self._fail(exc if isinstance(exc, ssl.SSLError) else UpstreamGone("upstream closed the connection"))
 
     def _fail(self, exc: Exception) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -73,6 +89,8 @@ class _Connection(BaseProtocol):
         waiter = self.waiter = self._loop.create_future()
         self.payload = None
         self.transport.write(head)
+        if not timeout > 0:  # as aiohttp's sock_read: 0 sets no limit
+            return await waiter
         # one timer handle, not an asyncio.timeout context: this runs once per proxied request
         timer = self._loop.call_later(timeout, self._time_out, waiter)
         try:
@@ -87,15 +105,25 @@ class _Connection(BaseProtocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections to one upstream (TCP host:port or a Unix socket)."""
+    """Idle keep-alive connections to one upstream (TCP host:port, TLS over TCP, or a Unix socket).
+
+    `keepalive`: seconds a connection may sit idle and still be reused; keep it below the
+    upstream's own keep-alive timeout, so the gateway drops a connection before the upstream
+    closes it under a request.  `tls`: the SSLContext for an https upstream (certificate and
+    host name verified, `server_name` instead of `host` when set); None means plain TCP.
+    """
 
     def __init__(self, host: str | None, port: int | None, unix_path: str | None, size: int,
                  connect_timeout: float, read_timeout: float, max_line_size: int = 8190,
-                 max_field_size: int = 16384):
+                 max_field_size: int = 16384, *, keepalive: float = math.inf,
+                 tls: ssl.SSLContext | None = None, server_name: str | None = None):
         self.host, self.port, self.unix_path = host, port, unix_path
         self.size = size
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.keepalive = keepalive
+        self.tls = tls
+        self.server_name = (server_name or host) if tls is not None else None
         self.max_line_size, self.max_field_size = max_line_size, max_field_size
         self.idle: deque[_Connection] = deque()
         self.open: set[_Connection] = set()
@@ -104,20 +132,32 @@ class UpstreamPool:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self.connect_timeout):
+        async with asyncio.timeout(self.connect_timeout if self.connect_timeout > 0 else None):  # as aiohttp
             if self.unix_path is not None:
                 _, connection = await loop.create_unix_connection(lambda: _Connection(loop, self), self.unix_path)
             else:
-                _, connection = await loop.create_connection(lambda: _Connection(loop, self), self.host, self.port)
+                _, connection = await loop.create_connection(lambda: _Connection(loop, self), self.host, self.port,
+                                                             ssl=self.tls, server_hostname=self.server_name)
         self.open.add(connection)
         return connection
 
     def _take_idle(self) -> _Connection | None:
+        """The most recently used live connection, unless it has been idle for `keepalive` or longer.
+
+        Last in, first out: if the newest idle connection has outlived `keepalive`, so have all the others.
+        """
+        stale_before = asyncio.get_running_loop().time() - self.keepalive
         while self.idle:
             connection = self.idle.pop()
-            if not connection.closed and not connection.transport.is_closing():
-                connection.reused = True
-                return connection
+            if connection.closed or connection.transport.is_closing():
+                continue
+            if connection.idle_since <= stale_before:
+                for expired in (connection, *self.idle):
+                    expired.transport.close()
+                self.idle.clear()
+                return None
+            connection.reused = True
+            return connection
         return None
 
     async def request(self, method: str, head: bytes) -> tuple[_Connection, RawResponseMessage, StreamReader]:
@@ -155,6 +195,7 @@ class UpstreamPool:
                     and payload.exception() is None and len(self.idle) < self.size)
         if reusable:
             connection.waiter = connection.payload = None
+            connection.idle_since = asyncio.get_running_loop().time()
             self.idle.append(connection)
         else:
             connection.transport.close()

@@ -24,6 +24,7 @@ from yarl import URL
 
 from gateway import errors
 from gateway.proxy.token_expiry import ENDED_BY, STREAM_EXPIRED, seconds_left
+from gateway.proxy.upstream_client import tls_failure
 
 log = logging.getLogger("gateway.websocket")
 
@@ -111,8 +112,10 @@ async def _expiry(expires_at: float) -> _End:
 
 
 class WebSocketRelay:
-    def __init__(self, session: aiohttp.ClientSession, max_message_bytes: int, close_timeout: float = 5.0):
+    def __init__(self, session: aiohttp.ClientSession, max_message_bytes: int, server_name: str | None = None,
+                 close_timeout: float = 5.0):
         self.session = session
+        self.server_name = server_name  # an https upstream's certificate name, if not the URL's host
         self.max_message_bytes = max_message_bytes
         self.close_timeout = close_timeout
         self.open: set[_Pair] = set()
@@ -127,21 +130,24 @@ class WebSocketRelay:
         try:
             upstream = await self.session.ws_connect(
                 url, headers=headers, protocols=offered, autoclose=False, autoping=True,
-                max_msg_size=self.max_message_bytes,
+                max_msg_size=self.max_message_bytes, server_hostname=self.server_name,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self.close_timeout))
         except aiohttp.WSServerHandshakeError as exc:
             # The upstream's decision, passed on with its status (its body is not kept by aiohttp).
             status = exc.status if 400 <= exc.status < 600 else 502
             return web.json_response({"code": "websocket_refused_by_upstream",
                                       "description": f"the upstream answered the upgrade with HTTP {exc.status}"},
-                                     status=status)
+                                     status=status, headers={"Server": errors.SERVER})
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise errors.upstream_timeout() from None
+        except aiohttp.ClientSSLError as exc:
+            raise tls_failure(exc) from None
         except aiohttp.ClientError:
             raise errors.upstream_unavailable() from None
         client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (),
                                        autoclose=False, autoping=True, timeout=self.close_timeout,
                                        max_msg_size=self.max_message_bytes)
+        client.headers["Server"] = errors.SERVER
         try:
             await client.prepare(request)
         except BaseException:

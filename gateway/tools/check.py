@@ -13,7 +13,7 @@ from gateway.tools.probe import fetched_caches, reachability
 TOKEN = {"none": "public", "optional": "optional", "required": "required"}
 
 
-async def provider_report(config: GatewayConfig) -> tuple[list[str], list[str]]:
+async def provider_report(config: GatewayConfig) -> tuple[list[str], list[str], list[str]]:
     async with fetched_caches(config.providers) as caches:
         return reachability(caches, config.source)
 

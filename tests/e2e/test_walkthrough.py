@@ -7,7 +7,8 @@ import urllib.request
 
 import pytest
 
-from tests.support import free_port, start_flask_upstream, start_process, stop_process, wait_http, REPO
+from tests.support.config import REPO
+from tests.support.processes import dev_stack, free_port, wait_http
 
 PY = sys.executable
 
@@ -26,22 +27,9 @@ def call(url, token=None, headers=None, data=None):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
-    issuer_port, gateway_port = free_port(), free_port()
-    issuer = f"http://127.0.0.1:{issuer_port}/"
-    keys = str(tmp / "keys")
-    processes = []
-    try:
-        upstream, upstream_url = start_flask_upstream(tmp / "upstream.log")
-        processes.append(upstream)
-        processes.append(start_process([PY, "-m", "gateway", "devissuer", "--listen", f"127.0.0.1:{issuer_port}",
-                                        "--key-dir", keys], tmp / "issuer.log"))
-        wait_http(issuer + ".well-known/jwks.json", process=processes[-1])
-        env = {"AUTH_ISSUER": issuer, "GATEWAY_LISTEN": f"127.0.0.1:{gateway_port}",
-               "GATEWAY_UPSTREAM": upstream_url}
-        processes.append(start_process([PY, "-m", "gateway", "serve", "--config", "config/routes.yaml"],
-                                       tmp / "gateway.log", env=env))
+    with dev_stack(tmp, ["--config", "config/routes.yaml"]) as (gateway_port, issuer, keys, gateway):
         base = f"http://127.0.0.1:{gateway_port}"
-        wait_http(base + "/", process=processes[-1])
+        wait_http(base + "/", process=gateway)
 
         def token(scope, sub="alice", ttl=3600):
             import subprocess
@@ -55,9 +43,6 @@ def stack(tmp_path_factory):
         while call(base + "/user", probe)[0] == 503 and time.monotonic() < deadline:
             time.sleep(0.05)
         yield {"base": base, "issuer": issuer, "token": token, "keys": tmp / "keys", "log": tmp / "gateway.log"}
-    finally:
-        for process in reversed(processes):
-            stop_process(process)
 
 
 def test_tutorial_curl_walkthrough(stack):

@@ -8,7 +8,6 @@
   (strict: unknown fields are errors), plus the sidecar wiring;
 - every routes.yaml those files ship is loaded and linted by the gateway's own loader.
 """
-import fnmatch
 import importlib.resources
 import json
 import re
@@ -25,10 +24,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway.config.loader import build_config
 from gateway.config.lint import lint
-from gateway.config.yaml_source import load_located
-from tests.support import REPO
+from tests.support.config import REPO, typed_config
 
 DOCKERFILES = [REPO / "Dockerfile", REPO / "upstream" / "Dockerfile"]
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
@@ -50,7 +47,7 @@ def k8s(kind: str) -> dict:
 
 def checked_routes(text: str, env: dict[str, str]):
     """A routes.yaml as the gateway would load it with this environment: errors and lint errors fail."""
-    config = build_config(load_located(text, env), "<shipped>", REPO)
+    config = typed_config(text, env)
     assert not [f for f in lint(config) if f.error]
     return config
 
@@ -115,6 +112,14 @@ def hadolint() -> str:
     return found
 
 
+def _dockerignore_match(path: str, pattern: str) -> bool:
+    """Docker's matching: '*' stays within one path segment, '**' spans any number of them."""
+    regex = re.sub(r"\\\*\\\*/|\\\*\\\*|\\\*|\\\?",
+                   lambda m: {"\\*\\*/": "(?:.*/)?", "\\*\\*": ".*", "\\*": "[^/]*", "\\?": "[^/]"}[m.group(0)],
+                   re.escape(pattern))
+    return re.fullmatch(regex, path) is not None
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_hadolint_finds_nothing(dockerfile):
     result = subprocess.run([hadolint(), "--format", "json", "--no-color", str(dockerfile)],
@@ -144,12 +149,12 @@ def test_dockerfiles_pin_python_run_as_non_root_and_copy_only_what_the_context_h
     for kind, value in steps:
         if kind == "COPY" and not value.startswith("--from"):
             for source in value.split()[:-1]:
-                files = [p for p in REPO.glob(source.rstrip("/") + ("/*" if (REPO / source).is_dir() else ""))
-                         if p.is_file()]
+                files = [p for p in REPO.glob(source.rstrip("/") + ("/**/*" if (REPO / source).is_dir() else ""))
+                         if p.is_file() and "__pycache__" not in p.parts]
                 assert files, f"COPY {source}: nothing there"
                 for file in files:
                     relative = str(file.relative_to(REPO))
-                    assert any(fnmatch.fnmatch(relative, pattern) for pattern in allowed), \
+                    assert any(_dockerignore_match(relative, pattern) for pattern in allowed), \
                         f"{relative} is excluded from the build context by .dockerignore"
 
 

@@ -5,34 +5,29 @@ import signal
 
 import aiohttp
 
-from tests.ops.helpers import (
-    ROUTES, default_provider, eventually, free_port, get_text, metric, routes_yaml, serve_process, stop_process,
-    write_atomically,
-)
-from tests.support import claims
+from tests.support.config import OPERATED, RETRY_FAST, config_text, provider_yaml
+from tests.support.gateway import eventually, get_text, metric, write_atomically
+from tests.support.keys import authorization, claims
+from tests.support.processes import free_port, serve_process, stop_process
 
 
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
-
-def fixed_port_yaml(upstream: str, jwks_uri: str, port: int, routes: str = ROUTES, extra: str = "") -> str:
-    return routes_yaml(upstream, default_provider(jwks_uri), routes, extra=extra).replace(
-        "listen: 127.0.0.1:0", f"listen: 127.0.0.1:{port}")
+def fixed_port_yaml(upstream: str, jwks_uri: str, port: int, operated: str = OPERATED) -> str:
+    return config_text(upstream, provider_yaml(jwks_uri, extra=RETRY_FAST), extra=operated, listen=f"127.0.0.1:{port}")
 
 
 async def fresh_status(url: str, token: str) -> int:
     """One request on a new connection (so SO_REUSEPORT may pick any worker)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as client:
-        async with client.get(url, headers=bearer(token)) as response:
+        async with client.get(url, headers=authorization(token)) as response:
             return response.status
 
 
 async def test_sighup_reloads_a_running_gateway(tmp_path, provider, flask_upstream, rsa_key):
     port, admin = free_port(), free_port()
     path = tmp_path / "routes.yaml"
-    path.write_text(fixed_port_yaml(flask_upstream, provider.jwks_uri, port).replace(
-        "reload: {interval: 0.05}", "reload: {watch: false}"))
+    path.write_text(fixed_port_yaml(flask_upstream, provider.jwks_uri, port,
+                                    OPERATED.replace("reload: {interval: 0.05}", "reload: {watch: false}")))
     process = serve_process(path, tmp_path / "gateway.log", admin_port=admin)
     token = rsa_key.sign(claims("read:user"))
     url = f"http://127.0.0.1:{port}/user"

@@ -11,7 +11,9 @@ import time
 import aiohttp
 
 from tests.security.dpop_client import DpopKey
-from tests.support import AUDIENCE, ISSUER, REPO, SigningKey, claims, free_port
+from tests.support.config import REPO
+from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims
+from tests.support.processes import free_port
 
 PUBLIC = "https://api.example.com"  # both replicas serve one public name, so one proof fits either
 PROVIDER_DPOP = "dpop:\n  algorithms: [ES256]\n  max_age: 60"
@@ -26,9 +28,9 @@ async def _send(session: aiohttp.ClientSession, base: str, token: str, proof: st
         return answer.status, await answer.json(), answer.headers.copy()
 
 
-async def test_a_proof_used_at_one_replica_is_refused_at_the_other(gateway_process, upstream, redis_server, rsa_key):
-    one = await gateway_process(upstream.url, extra=_store(redis_server.url), provider_extra=PROVIDER_DPOP)
-    two = await gateway_process(upstream.url, extra=_store(redis_server.url), provider_extra=PROVIDER_DPOP)
+async def test_a_proof_used_at_one_replica_is_refused_at_the_other(gateway_process, echo_upstream, redis_server, rsa_key):
+    one = await gateway_process(echo_upstream.url, extra=_store(redis_server.url), provider_extra=PROVIDER_DPOP)
+    two = await gateway_process(echo_upstream.url, extra=_store(redis_server.url), provider_extra=PROVIDER_DPOP)
     key = DpopKey("ES256")
     token = rsa_key.sign(claims(cnf={"jkt": key.jkt}))
     proof = key.proof("GET", PUBLIC + "/echo/x", token)
@@ -47,7 +49,7 @@ async def test_a_proof_used_at_one_replica_is_refused_at_the_other(gateway_proce
         status, body, headers = await _send(session, one.url, token, key.proof("GET", PUBLIC + "/echo/x", token))
         assert (status, body["code"]) == (503, "replay_store_unavailable"), body
         assert headers.get("Retry-After") == "1"
-    assert len([seen for seen in upstream.seen if seen.target == "/echo/x"]) == 2
+    assert len([seen for seen in echo_upstream.seen if seen.target == "/echo/x"]) == 2
     deadline = time.monotonic() + 10  # the process writes its log lines a loop turn later
     while "DPoP replay store redis://127.0.0.1" not in (log := one.log.read_text()):
         assert time.monotonic() < deadline, log
@@ -55,9 +57,9 @@ async def test_a_proof_used_at_one_replica_is_refused_at_the_other(gateway_proce
     assert token not in log and proof not in log
 
 
-async def test_an_unreachable_redis_refuses_with_503_and_the_gateway_keeps_serving(gateway_for, upstream, token):
+async def test_an_unreachable_redis_refuses_with_503_and_the_gateway_keeps_serving(gateway_for, echo_upstream, token):
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    async with gateway_for(upstream.url, extra=_store(dead), provider_extra=PROVIDER_DPOP) as (gw, client):
+    async with gateway_for(echo_upstream.url, extra=_store(dead), provider_extra=PROVIDER_DPOP) as (gw, client):
         key = DpopKey("ES256")
         bound = token(cnf={"jkt": key.jkt})
         for _ in range(2):
@@ -67,17 +69,17 @@ async def test_an_unreachable_redis_refuses_with_503_and_the_gateway_keeps_servi
                 assert (await answer.json())["code"] == "replay_store_unavailable"
         async with client.get("/echo/x", headers={"Authorization": f"Bearer {token()}"}) as answer:
             assert answer.status == 200  # bearer tokens do not need the store
-    assert [seen.header("Authorization") for seen in upstream.seen] == [None]
+    assert [seen.header("Authorization") for seen in echo_upstream.seen] == [None]
 
 
-async def test_a_redis_that_accepts_but_never_answers_is_503_within_its_timeout(gateway_for, upstream, token):
+async def test_a_redis_that_accepts_but_never_answers_is_503_within_its_timeout(gateway_for, echo_upstream, token):
     async def silent(reader, writer):  # takes the command and says nothing
         await reader.read()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with gateway_for(upstream.url, extra=_store(f"redis://127.0.0.1:{port}/0"),
+        async with gateway_for(echo_upstream.url, extra=_store(f"redis://127.0.0.1:{port}/0"),
                                provider_extra=PROVIDER_DPOP) as (gw, client):
             key = DpopKey("ES256")
             bound = token(cnf={"jkt": key.jkt})
@@ -89,7 +91,7 @@ async def test_a_redis_that_accepts_but_never_answers_is_503_within_its_timeout(
             assert time.monotonic() - started < 5  # REDIS_TIMEOUT is 1 s
     finally:
         server.close()
-    assert upstream.seen == []
+    assert echo_upstream.seen == []
 
 
 def test_workers_with_dpop_refuse_to_start_on_a_memory_store(tmp_path):
@@ -106,8 +108,8 @@ def test_workers_with_dpop_refuse_to_start_on_a_memory_store(tmp_path):
 
 
 async def test_concurrent_proofs_share_round_trips_and_a_duplicate_among_them_is_caught(
-        gateway_for, upstream, token, redis_server):
-    async with gateway_for(upstream.url, extra=_store(redis_server.url), provider_extra=PROVIDER_DPOP) as (gw, client):
+        gateway_for, echo_upstream, token, redis_server):
+    async with gateway_for(echo_upstream.url, extra=_store(redis_server.url), provider_extra=PROVIDER_DPOP) as (gw, client):
         key = DpopKey("ES256")
         bound = token(cnf={"jkt": key.jkt})
         twice = key.proof("GET", PUBLIC + "/echo/x", bound)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security import rawhttp
+from tests.support import rawhttp
 
 HOP_BY_HOP_SENT = [
     ("Connection", "keep-alive, X-Auth-Subject, X-Client-Private"),
@@ -13,11 +13,11 @@ HOP_BY_HOP_SENT = [
 ]
 
 
-async def test_hop_by_hop_request_headers_are_removed_but_not_the_gateways_own(gateway_for, upstream, bearer):
-    async with gateway_for(upstream.url) as (gw, _):
+async def test_hop_by_hop_request_headers_are_removed_but_not_the_gateways_own(gateway_for, echo_upstream, bearer):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         answer = await rawhttp.send(gw.port, rawhttp.build("GET", "/echo/hop", HOP_BY_HOP_SENT + list(bearer().items())))
     assert answer.status == 200
-    seen = upstream.last
+    seen = echo_upstream.last
     for name in ("connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization",
                  "proxy-connection", "x-client-private"):
         assert name not in seen.names(), name
@@ -26,8 +26,8 @@ async def test_hop_by_hop_request_headers_are_removed_but_not_the_gateways_own(g
     assert seen.all("X-Auth-Subject") == ["alice"]
 
 
-async def test_hop_by_hop_response_headers_are_removed(gateway_for, upstream):
-    async with gateway_for(upstream.url) as (gw, _):
+async def test_hop_by_hop_response_headers_are_removed(gateway_for, echo_upstream):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         answer = await rawhttp.send(gw.port, rawhttp.build("GET", "/hop"))
     names = {k.lower() for k, _ in answer.headers}
     assert answer.status == 200 and answer.body == b"hop"
@@ -37,8 +37,8 @@ async def test_hop_by_hop_response_headers_are_removed(gateway_for, upstream):
     assert answer.header("Connection") in (None, "keep-alive")  # the gateway's own, if any
 
 
-async def test_repeated_set_cookie_survive_in_order(gateway_for, upstream):
-    async with gateway_for(upstream.url) as (_, client):
+async def test_repeated_set_cookie_survive_in_order(gateway_for, echo_upstream):
+    async with gateway_for(echo_upstream.url) as (_, client):
         async with client.get("/cookies") as r:
             assert r.headers.getall("Set-Cookie") == ["a=1; Path=/", "b=2; HttpOnly", "c=3, with comma; Secure"]
 
@@ -47,11 +47,11 @@ SPOOFED = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Proto", "https"),
            ("X-Forwarded-Host", "public.example"), ("Forwarded", "for=203.0.113.9;proto=https;host=public.example")]
 
 
-async def test_forwarding_headers_from_an_untrusted_peer_are_replaced(gateway_for, upstream):
+async def test_forwarding_headers_from_an_untrusted_peer_are_replaced(gateway_for, echo_upstream):
     # 10.0.0.0/8 is trusted, but the test client connects from 127.0.0.1
-    async with gateway_for(upstream.url, extra="clients:\n  trusted_proxies: [10.0.0.0/8]") as (gw, _):
+    async with gateway_for(echo_upstream.url, extra="clients:\n  trusted_proxies: [10.0.0.0/8]") as (gw, _):
         await rawhttp.send(gw.port, rawhttp.build("GET", "/status/200", SPOOFED + [("X_Forwarded_For", "1.2.3.4")]))
-    seen = upstream.last
+    seen = echo_upstream.last
     assert seen.all("X-Forwarded-For") == ["127.0.0.1"]
     assert seen.all("X-Forwarded-Proto") == ["http"]
     assert seen.all("X-Forwarded-Host") == [rawhttp.HOST]
@@ -59,11 +59,11 @@ async def test_forwarding_headers_from_an_untrusted_peer_are_replaced(gateway_fo
     assert "x_forwarded_for" not in seen.names()
 
 
-async def test_forwarding_chain_of_a_trusted_proxy_is_extended(gateway_for, upstream):
+async def test_forwarding_chain_of_a_trusted_proxy_is_extended(gateway_for, echo_upstream):
     extra = "clients:\n  trusted_proxies: [192.0.2.0/24, 127.0.0.1]"
-    async with gateway_for(upstream.url, extra=extra) as (gw, _):
+    async with gateway_for(echo_upstream.url, extra=extra) as (gw, _):
         await rawhttp.send(gw.port, rawhttp.build("GET", "/status/200", SPOOFED, host="127.0.0.1:8443"))
-    seen = upstream.last
+    seen = echo_upstream.last
     assert seen.all("X-Forwarded-For") == ["203.0.113.9, 127.0.0.1"]
     assert seen.all("X-Forwarded-Proto") == ["https"]  # what the first proxy saw
     assert seen.all("X-Forwarded-Host") == ["public.example"]
@@ -77,12 +77,12 @@ async def test_forwarding_chain_of_a_trusted_proxy_is_extended(gateway_for, upst
     ("  host: upstream\n", None),  # the upstream URL's authority
     ("  host: api.internal:8443\n", "api.internal:8443"),
 ])
-async def test_host_is_passed_or_rewritten(gateway_for, upstream, setting, expected):
-    text_upstream = f"\n  url: {upstream.url}\n{setting}" if setting else upstream.url
+async def test_host_is_passed_or_rewritten(gateway_for, echo_upstream, setting, expected):
+    text_upstream = f"\n  url: {echo_upstream.url}\n{setting}" if setting else echo_upstream.url
     async with gateway_for(text_upstream) as (gw, _):
         await rawhttp.send(gw.port, rawhttp.build("GET", "/status/200"))
-    seen = upstream.last
-    assert seen.all("Host") == [expected or upstream.url.removeprefix("http://")]
+    seen = echo_upstream.last
+    assert seen.all("Host") == [expected or echo_upstream.url.removeprefix("http://")]
     assert seen.all("X-Forwarded-Host") == [rawhttp.HOST]  # the client's Host, whichever is sent
 
 
@@ -91,18 +91,18 @@ async def test_host_is_passed_or_rewritten(gateway_for, upstream, setting, expec
     "/echo/q?odd=%zz&semi=a;b&slash=/a/b?c&eq=a=b&amp=%26",
     "/echo/a%20b/%C3%A9t%C3%A9/c!$&'()*+,=:@?k=v",
 ])
-async def test_path_and_query_reach_the_upstream_byte_for_byte(gateway_for, upstream, bearer, target):
-    async with gateway_for(upstream.url) as (gw, _):
+async def test_path_and_query_reach_the_upstream_byte_for_byte(gateway_for, echo_upstream, bearer, target):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         answer = await rawhttp.send(gw.port, rawhttp.build("GET", target, list(bearer().items())))
     assert answer.status == 200, answer.body
-    assert upstream.last.target == target
+    assert echo_upstream.last.target == target
 
 
-async def test_a_bare_question_mark_is_the_one_documented_difference(gateway_for, upstream, bearer):
+async def test_a_bare_question_mark_is_the_one_documented_difference(gateway_for, echo_upstream, bearer):
     """yarl cannot spell an empty-but-present query, so `/p?` goes upstream as `/p` (docs/proxy.md)."""
-    async with gateway_for(upstream.url) as (gw, _):
+    async with gateway_for(echo_upstream.url) as (gw, _):
         answer = await rawhttp.send(gw.port, rawhttp.build("GET", "/echo/q?", list(bearer().items())))
-    assert answer.status == 200 and upstream.last.target == "/echo/q"
+    assert answer.status == 200 and echo_upstream.last.target == "/echo/q"
 
 
 def test_forwarded_element_quotes_ipv6_and_ports_and_trust_sees_through_mapped_addresses():

@@ -13,7 +13,7 @@ import hashlib
 import aiohttp
 import pytest
 
-from tests.proxy.upstream import pattern
+from tests.support.upstream import pattern
 
 pytestmark = pytest.mark.large
 
@@ -40,8 +40,8 @@ def _report(record_property, name: str, before: dict[str, int], after: dict[str,
     return growth
 
 
-async def test_one_gib_upload_with_bounded_gateway_memory(gateway_process, upstream, bearer, record_property):
-    gw = await gateway_process(upstream.url)
+async def test_one_gib_upload_with_bounded_gateway_memory(gateway_process, echo_upstream, bearer, record_property):
+    gw = await gateway_process(echo_upstream.url)
     sent = hashlib.sha256()
 
     async def body():
@@ -61,8 +61,8 @@ async def test_one_gib_upload_with_bounded_gateway_memory(gateway_process, upstr
     assert _report(record_property, "upload", before, gw.memory_kib()) < GROWTH_BOUND_MIB
 
 
-async def test_one_gib_download_with_bounded_gateway_memory(gateway_process, upstream, bearer, record_property):
-    gw = await gateway_process(upstream.url)
+async def test_one_gib_download_with_bounded_gateway_memory(gateway_process, echo_upstream, bearer, record_property):
+    gw = await gateway_process(echo_upstream.url)
     got = hashlib.sha256()
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as client:
@@ -73,5 +73,5 @@ async def test_one_gib_download_with_bounded_gateway_memory(gateway_process, ups
             async for chunk in r.content.iter_any():
                 got.update(chunk)
                 length += len(chunk)
-    assert (length, got.hexdigest()) == (GIB, upstream.controls.download_sha256["gib"])
+    assert (length, got.hexdigest()) == (GIB, echo_upstream.controls.download_sha256["gib"])
     assert _report(record_property, "download", before, gw.memory_kib()) < GROWTH_BOUND_MIB

@@ -1,7 +1,8 @@
 """Fixtures for the attack suite: one fresh gateway stack per test (cheap: everything is in-process)."""
 import pytest
 
-from tests.security.stack import RawEcho, running_stack
+from tests.security.stack import running_stack
+from tests.support.upstream import EchoUpstream
 
 
 @pytest.fixture
@@ -13,9 +14,8 @@ async def stack(rsa_key, ec_key):
 @pytest.fixture
 async def trap():
     """A server no token may make the gateway contact."""
-    server = await RawEcho().start()
-    yield server
-    await server.stop()
+    async with EchoUpstream() as server:
+        yield server
 
 
 def pytest_terminal_summary(terminalreporter):

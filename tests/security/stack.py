@@ -1,72 +1,28 @@
-"""The system under attack: a real gateway, a real JWKS server, and an upstream that reports what reached it.
+"""The system under attack: a real gateway, a real JWKS server, and the echo upstream that reports what reached it.
 
-`RawEcho` is a real aiohttp server that answers with (and remembers) the
-method, request target, headers in order and with duplicates, and body it
-received, so a test can prove what the gateway forwarded or that nothing was
-forwarded at all.  The same class doubles as a trap server for URLs a token
-tries to make the gateway fetch (`jku`, `x5u`, kid-as-URL): its hit count
-must stay zero.
+The echo upstream (tests/support/upstream.py) answers with (and remembers)
+the method, request target, headers in order and with duplicates, and body
+it received, so a test can prove what the gateway forwarded or that nothing
+was forwarded at all.
 """
 from __future__ import annotations
 
-import base64
 import functools
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from aiohttp import web
-
-from tests.security import rawhttp
 from tests.security.forge import sign_raw
-from tests.support import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
-
-
-class RawEcho:
-    def __init__(self):
-        self.seen: list[dict] = []
-        self.runner: web.ServerRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def hits(self) -> int:
-        return len(self.seen)
-
-    @property
-    def last(self) -> dict:
-        return self.seen[-1]
-
-    async def _handle(self, request: web.BaseRequest) -> web.Response:
-        body = await request.read()
-        record = {
-            "method": request.method,
-            "target": request.raw_path,
-            "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in request.raw_headers],
-            "body": base64.b64encode(body).decode(),
-        }
-        self.seen.append(record)
-        return web.json_response({"echo": record})
-
-    async def start(self) -> "RawEcho":
-        self.runner = web.ServerRunner(web.Server(self._handle, access_log=None))
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
-        return self
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+from tests.support import rawhttp
+from tests.support.config import config_text, provider_yaml
+from tests.support.gateway import running_gateway
+from tests.support.keys import ProviderServer, SigningKey, claims
+from tests.support.upstream import EchoUpstream
 
 
 def echoed(answer: rawhttp.Answer) -> dict:
     """What the upstream saw, from an answer the echo upstream gave."""
     assert answer.status == 200, (answer.status, answer.body[:300])
-    return answer.json()["echo"]
+    return answer.json()
 
 
 def header_values(record: dict, name: str) -> list[str]:
@@ -95,7 +51,7 @@ PROVIDER_EXTRA = "forward_claims: {X-User-Email: email}"
 @dataclass
 class Stack:
     gateway: object
-    echo: RawEcho
+    echo: EchoUpstream
     provider: ProviderServer
     rsa_key: SigningKey
     ec_key: SigningKey
@@ -135,16 +91,11 @@ def public_jwk(key: SigningKey) -> dict:
 async def running_stack(rsa_key: SigningKey, ec_key: SigningKey, routes: str = ROUTES,
                         provider_extra: str = PROVIDER_EXTRA, top_extra: str = "", extra_jwks: list[dict] = ()):
     """`extra_jwks`: more JWKs published beside the two good keys (weak, misused, duplicated ones)."""
-    echo = await RawEcho().start()
-    provider = await ProviderServer().start()
-    provider.jwks = {"keys": [public_jwk(rsa_key), public_jwk(ec_key), *extra_jwks]}
-    try:
+    async with EchoUpstream() as echo, ProviderServer() as provider:
+        provider.jwks = {"keys": [public_jwk(rsa_key), public_jwk(ec_key), *extra_jwks]}
         text = config_text(echo.url, provider_yaml(provider.jwks_uri, extra=provider_extra), routes, top_extra)
         async with running_gateway(text) as gateway:
             yield Stack(gateway, echo, provider, rsa_key, ec_key)
-    finally:
-        await provider.stop()
-        await echo.stop()
 
 
 def assert_refused(answer: rawhttp.Answer, status: int, code: str | None = None) -> dict:

@@ -18,8 +18,9 @@ from gateway.config.loader import ConfigError, build_config
 from gateway.config.yaml_source import load_located
 from tests.security.dpop_client import DpopKey, ath
 from tests.security.forge import sign_raw
-from tests.security.stack import ROUTES, assert_refused, header_values, running_stack
-from tests.support import REPO, config_text, provider_yaml, unsigned_token
+from tests.security.stack import ROUTES, assert_refused, echoed, header_values, running_stack
+from tests.support.config import REPO, config_text, provider_yaml
+from tests.support.keys import unsigned_token
 
 URL = "http://gw.test/user/profile"
 LEEWAY = 30  # the provider default
@@ -139,7 +140,7 @@ async def test_a_bound_token_with_its_proof_is_forwarded_with_the_binding_header
     token = bound(stack, key)
     answer = await dpop_get(stack, token, [key.proof("GET", URL, token)])
     assert answer.status == 200, answer.body
-    seen = answer.json()["echo"]
+    seen = echoed(answer)
     assert header_values(seen, "X-Auth-Binding") == ["dpop"]
     assert header_values(seen, "DPoP") == [] and header_values(seen, "Authorization") == []
 
@@ -166,7 +167,7 @@ async def test_a_plain_bearer_token_still_works_beside_dpop_and_cannot_claim_a_b
     forged = [("X-Auth-Binding", "dpop"), ("x_auth_binding", "dpop")]
     answer = await stack.get("/user/profile", headers=forged, token=stack.token("read:user"))
     assert answer.status == 200
-    seen = answer.json()["echo"]
+    seen = echoed(answer)
     assert header_values(seen, "X-Auth-Binding") == header_values(seen, "x_auth_binding") == []
 
 
@@ -398,8 +399,8 @@ async def test_public_url_decides_htu(rsa_key, ec_key, client_key):
 
 async def test_token_binding_required_refuses_unbound_tokens_and_names_only_dpop(rsa_key, ec_key, client_key):
     async with running_stack(rsa_key, ec_key, provider_extra=DPOP_PROVIDER + "token_binding: required") as stack:
-        description = ("provider 'test' accepts only sender-constrained tokens (with a cnf binding); this one has "
-                       "none")
+        description = ("provider 'test' accepts only sender-constrained tokens (token_binding: required); this token "
+                       "has no cnf binding")
         await refused(stack, await stack.get("/user/profile", token=stack.token("read:user")), 401, "invalid_token",
                       [f'Bearer realm="api", error="invalid_token", error_description="{description}"',
                        f'DPoP realm="api", {ALGS}'])
@@ -479,7 +480,8 @@ def test_the_issue_configuration_loads_into_the_model():
     ("", "dpop:\n  replay_store: redis:/nohost", "must be 'memory' or a Redis URL"),
     ("", "dpop:\n  replay_store: memcached://x:1", "must be 'memory' or a Redis URL"),
     ("", "public_url: https://api.example.com/v1", "must be an origin like https://api.example.com"),
-    ("token_binding: always", "", "token_binding must be 'optional' or 'required'"),
+    ("token_binding: always", "", "token_binding must be optional (bound tokens are checked, unbound accepted) or "
+                                  "required (unbound refused), not 'always'"),
 ])
 def test_bad_dpop_settings_are_refused_with_a_hint(provider_extra, top_extra, problem):
     _, problems = _load(provider_extra, top_extra)

@@ -21,12 +21,11 @@ from yarl import URL
 
 from gateway import errors
 from gateway.pipeline.canonical_path import PathRejected, canonicalize, split_target
-from gateway.config.loader import build_config
 from gateway.auth.extractor import extract_authorization
 from gateway.pipeline.route_table import Route, compile_pattern
 from gateway.auth.verifier import Verifier, split_token
-from gateway.config.yaml_source import load_located
-from tests.support import AUDIENCE, ISSUER, REPO
+from tests.support.config import config_text, provider_yaml, typed_config
+from tests.support.keys import AUDIENCE, ISSUER
 
 # Fresh examples on a developer's machine; a fixed sequence in CI (CI=true), so a red build replays.
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],
@@ -101,12 +100,11 @@ def test_one_path_one_spelling_and_it_means_what_the_client_meant(case):
     assert werkzeug_view(one) == werkzeug_view(decoded)
 
 
+PROVIDER_YAML = provider_yaml("http://127.0.0.1:1/jwks.json", "p", algorithms="[RS256]")
+
+
 def _table():
-    text = (
-        "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:1\nproviders:\n"
-        f"  - name: p\n    issuer: {ISSUER}\n    audience: {AUDIENCE}\n"
-        "    jwks_uri: http://127.0.0.1:1/jwks.json\n    algorithms: [RS256]\n"
-        "routes:\n"
+    routes = (
         "  - {path: /, methods: [GET], access: public}\n"
         "  - {path: /admin/**, access: {scopes: [read:admin]}}\n"
         "  - {path: /a/*/c, access: authenticated}\n"
@@ -115,7 +113,7 @@ def _table():
         "  - {path: /user, access: authenticated}\n"
         "  - {path: /public/**, access: public}\n"
     )
-    return build_config(load_located(text, dict(os.environ)), "<properties>", REPO).routes
+    return typed_config(config_text("http://127.0.0.1:1", PROVIDER_YAML, routes)).routes
 
 
 TABLE = _table()
@@ -201,11 +199,9 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
 CLAIM = st.one_of(JSON, st.just(ISSUER), st.just(AUDIENCE), st.integers(-10 ** 30, 10 ** 30))
 
 
-PROVIDER = build_config(load_located(
-    "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:1\nproviders:\n"
-    f"  - name: p\n    issuer: {ISSUER}\n    audience: {AUDIENCE}\n    jwks_uri: http://127.0.0.1:1/jwks.json\n"
-    "    algorithms: [RS256]\n    forward_claims: {X-User-Email: email}\n"
-    "routes:\n  - {path: /, access: authenticated}\n", dict(os.environ)), "<p>", REPO).providers[0]
+PROVIDER = typed_config(config_text(
+    "http://127.0.0.1:1", PROVIDER_YAML + "\n    forward_claims: {X-User-Email: email}",
+    "  - {path: /, access: authenticated}\n")).providers[0]
 
 
 @SETTINGS

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.security.forge import sign_raw
 from tests.security.stack import assert_refused, echoed, running_stack
-from tests.support import ISSUER, SigningKey, b64url, claims, unsigned_token
+from tests.support.keys import ISSUER, SigningKey, b64url, claims, unsigned_token
 
 HEADER = {"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}
 

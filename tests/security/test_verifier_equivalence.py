@@ -17,14 +17,13 @@ from jose.utils import base64url_decode
 
 from gateway import errors
 from gateway.auth import verifier as module
-from gateway.config.loader import build_config
 from gateway.auth.jwks_cache import JwksCache
 from gateway.auth.verifier import (
     MAX_JSON_DEPTH, Verifier, base64url_decode, _scopes_header, granted_scopes, parse_json_object,
     signature_verifies, split_token,
 )
-from gateway.config.yaml_source import load_located
-from tests.support import AUDIENCE, REPO, SigningKey, b64url, claims
+from tests.support.config import config_text, provider_yaml, typed_config
+from tests.support.keys import SigningKey, b64url, claims
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                     derandomize=bool(os.environ.get("CI")))
@@ -261,15 +260,14 @@ def test_scopes_header_decides_as_the_reference(scope, scp):
 
 async def _verifier(rsa: SigningKey, ec_key: SigningKey):
     """Two providers over static keys: `a` takes RS256 (kid rsa-1), `b` takes ES256 only and typ at+jwt."""
-    def provider(name, issuer, key, extra):
-        return (f"  - name: {name}\n    issuer: {issuer}\n    audience: {AUDIENCE}\n"
-                f"    jwks: {json.dumps({'keys': [key.public_jwk]})}\n{extra}")
+    def provider(name, issuer, key, algorithms, extra=""):
+        return provider_yaml(None, name, issuer, algorithms=algorithms,
+                             extra=f"jwks: {json.dumps({'keys': [key.public_jwk]})}\n{extra}")
 
-    text = ("listen: 127.0.0.1:0\nupstream: http://127.0.0.1:1\nproviders:\n"
-            + provider("a", "https://a.test/", rsa, "    algorithms: [RS256]\n")
-            + provider("b", "https://b.test/", ec_key, "    algorithms: [ES256]\n    typ: at+jwt\n")
-            + "routes:\n  - {path: /, access: authenticated}\n")
-    config = build_config(load_located(text, dict(os.environ)), "<t>", REPO)
+    config = typed_config(config_text("http://127.0.0.1:1", [
+        provider("a", "https://a.test/", rsa, "[RS256]"),
+        provider("b", "https://b.test/", ec_key, "[ES256]", "typ: at+jwt"),
+    ], "  - {path: /, access: authenticated}\n"))
     caches = {p.name: JwksCache(p, None) for p in config.providers}
     for cache in caches.values():
         await cache.start()

@@ -12,10 +12,12 @@ from collections import Counter
 
 import pytest
 
-from tests.security import rawhttp
-from tests.security.stack import RawEcho
 from tests.security.wycheproof_cases import GATEWAY_ALGORITHMS, KNOWN_GAPS, all_vectors, jose_verdict, resign_cases
-from tests.support import ProviderServer, SigningKey, claims, config_text, provider_yaml, running_gateway
+from tests.support import rawhttp
+from tests.support.config import config_text, provider_yaml
+from tests.support.gateway import running_gateway
+from tests.support.keys import ProviderServer, SigningKey, claims
+from tests.support.upstream import EchoUpstream
 
 REPORT: dict[str, Counter] = {}
 ROUTES = "  - path: /user/**\n    access: authenticated\n"
@@ -39,9 +41,6 @@ def _send_all(port: int, tokens: list[str]) -> list[rawhttp.Answer]:
 @pytest.fixture
 async def through_gateway():
     """send(keys, tokens): a fresh gateway whose JWKS (over HTTP) is these keys plus a control key; the answers."""
-    server = await ProviderServer().start()
-    echo = await RawEcho().start()
-
     async def send(public_keys: list[dict], tokens: list[str]) -> list[rawhttp.Answer]:
         server.jwks = {"keys": [*public_keys, CONTROL.public_jwk]}
         provider = provider_yaml(server.jwks_uri, algorithms="[" + ", ".join(GATEWAY_ALGORITHMS) + "]")
@@ -50,9 +49,8 @@ async def through_gateway():
         assert answers[-1].status == 200, answers[-1].body[:300]  # the gateway was up and accepting good tokens
         return answers[:-1]
 
-    yield send
-    await echo.stop()
-    await server.stop()
+    async with ProviderServer() as server, EchoUpstream() as echo:
+        yield send
 
 
 def _by_jwks(items, keys_of) -> dict[str, list]:

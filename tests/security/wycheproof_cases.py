@@ -33,7 +33,7 @@ from jose import jwk, jws
 from jose.utils import base64url_decode
 
 from tests.security.forge import HASHES, signature
-from tests.support import b64url, claims
+from tests.support.keys import b64url, claims
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "wycheproof"
 FILES = {"jws": "json_web_signature_test.json", "jwk": "json_web_key_test.json",
@@ -346,7 +346,7 @@ def resign(vector: Vector, group: list[Vector]) -> Resigned | None:
 
 def _embedded_key_attack(vector: Vector, payload: str) -> Resigned:
     """The attacker signs with their own key and embeds its public JWK (under the victim's kid) in the header."""
-    from tests.support import SigningKey
+    from tests.support.keys import SigningKey
 
     attacker = SigningKey.ec(vector.header.get("kid"), vector.alg) if vector.alg.startswith("ES") \
         else SigningKey.rsa(vector.header.get("kid"), algorithm=vector.alg)

@@ -71,7 +71,7 @@ def _static_jwks(section: Section, base_dir: Path, problems: Problems):
 PROVIDER_KEYS = (
     "name", "issuer", "audience", "jwks_uri", "jwks", "jwks_file", "algorithms", "leeway",
     "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache", "forward_claims", "scopes",
-    "dpop", "token_binding",
+    "token_binding", "dpop",
 )
 TOKEN_BINDINGS = ("optional", "required")
 _TCHAR = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -164,6 +164,11 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
             required.append(parse_claim_path(text))
         except ClaimPathError as exc:
             problems.add(section.line("required_claims"), str(exc))
+    token_binding = section.get("token_binding", str, "optional")
+    if token_binding not in TOKEN_BINDINGS:
+        problems.add(section.line("token_binding"), f"{where}: token_binding must be optional (bound tokens are "
+                                                    "checked, unbound accepted) or required (unbound refused), "
+                                                    f"not {token_binding!r}")
     return ProviderConfig(
         name=name,
         issuer=issuer,
@@ -180,19 +185,9 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
         forward_claims=_forward_claims(section, problems),
         line=data.line,
         scopes=frozenset(section.strings("scopes")) if section.has("scopes") else None,
+        token_binding=token_binding,
         dpop=read_provider_dpop(data.get("dpop"), where, section.line("dpop"), problems),
-        token_binding=_token_binding(section, where, problems),
     )
-
-
-def _token_binding(section: Section, where: str, problems: Problems) -> str:
-    """`token_binding: optional | required`: whether tokens without a `cnf` binding are accepted."""
-    value = section.get("token_binding", str, "optional")
-    if value not in TOKEN_BINDINGS:
-        problems.add(section.line("token_binding"),
-                     f"{where}: token_binding must be 'optional' or 'required' (refuse tokens without a cnf binding)")
-        return "optional"
-    return value
 
 
 def read_providers(top: Section, base_dir: Path, problems: Problems) -> list[ProviderConfig]:

@@ -18,9 +18,9 @@ HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
 ACCESS_WORDS = {
-    "public": requirements.Public(),
-    "authenticated": requirements.Authenticated(),
-    "optional": requirements.OptionalToken(),
+    "public": requirements.PUBLIC,
+    "authenticated": requirements.AUTHENTICATED,
+    "optional": requirements.OPTIONAL_TOKEN,
 }
 
 
@@ -87,7 +87,8 @@ def _claim_condition(path_text: Any, spec: Any, line: int, problems: Problems):
 ACCESS_KEYS = ("scopes", "any_scopes", "claims", "providers", "any_of", "all_of")
 
 
-def _access(data: Any, line: int, problems: Problems, provider_names: set[str], nested: bool = False):
+def _access(data: Any, line: int, problems: Problems, provider_names: set[str], route_line: int,
+            nested: bool = False):
     if isinstance(data, str):
         rule = ACCESS_WORDS.get(data)
         if rule is None or (nested and rule.token is not requirements.TokenNeed.REQUIRED):
@@ -99,7 +100,8 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         problems.add(line, "access must be public, authenticated, optional, or a mapping of "
                            "scopes / any_scopes / claims / providers / any_of / all_of")
         return None
-    section = Section(data, "access", problems, ACCESS_KEYS)
+    section = Section(data, "access", problems, ACCESS_KEYS,
+                      {key: f"to the route (line {route_line})" for key in ROUTE_KEYS if key not in ACCESS_KEYS})
     parts: list[requirements.AccessRule] = []
     for key in ("any_of", "all_of"):
         items = section.get(key, list)
@@ -108,7 +110,7 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         if not items:
             problems.add(section.line(key), f"{key} needs at least one rule")
             continue
-        rules = tuple(_access(item, items.item_lines[i], problems, provider_names, nested=True)
+        rules = tuple(_access(item, items.item_lines[i], problems, provider_names, route_line, nested=True)
                       for i, item in enumerate(items))
         if None not in rules:
             parts.append(requirements.AnyOf(rules) if key == "any_of" else requirements.AllOf(rules))
@@ -117,8 +119,9 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         if section.has(key) and isinstance(data[key], (list, dict)) and not data[key]:
             problems.add(section.line(key), f"{key} is empty, which would allow any valid token; "
                                             "list what is required, or write access: authenticated")
-    for key in ("scopes", "any_scopes"):
-        for scope in section.strings(key):
+    scopes = {key: section.strings(key) for key in ("scopes", "any_scopes")}  # read once: one message a mistake
+    for key, listed in scopes.items():
+        for scope in listed:
             if any(c.isspace() for c in scope):
                 problems.add(section.line(key), f"scope {scope!r} contains whitespace and can never be granted; "
                                                 "list scopes as separate items")
@@ -132,8 +135,8 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         if name not in provider_names:
             problems.add(section.line("providers"), f"access names provider {name!r}, which is not configured")
     requirement = requirements.Requirement(
-        scopes=frozenset(section.strings("scopes")),
-        any_scopes=frozenset(section.strings("any_scopes")),
+        scopes=frozenset(scopes["scopes"]),
+        any_scopes=frozenset(scopes["any_scopes"]),
         claims=tuple(conditions),
         providers=frozenset(providers) if providers is not None else None,
     )
@@ -150,7 +153,10 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
     if not isinstance(data, LocatedMap):
         problems.add(line, "each route must be a mapping with path and access")
         return None
-    section = Section(data, "route", problems, ROUTE_KEYS)
+    before = len(problems.items)
+    access_line = f" (line {data.key_lines['access']})" if "access" in data else ""
+    section = Section(data, "route", problems, ROUTE_KEYS,
+                      {key: f"under 'access:'{access_line}" for key in ACCESS_KEYS if key not in ROUTE_KEYS})
     pattern = section.get("path", str, required=True)
     try:
         regex = compile_pattern(pattern) if pattern is not None else None
@@ -163,18 +169,20 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
         bad = [m for m in names if m.upper() not in HTTP_METHODS]
         if bad:
             problems.add(section.line("methods"), f"unknown HTTP method(s) {', '.join(bad)}")
-        if not names:
+        if data["methods"] == []:
             problems.add(section.line("methods"), "methods must list at least one method, or be left out for all")
         methods = {m.upper() for m in names}
         if "GET" in methods:
             methods.add("HEAD")  # as Flask does: HEAD is GET without the body
         methods = frozenset(methods)
-    if not section.has("access"):
+    if section.misplaced and data.get("access") is None:
+        access = None  # its rule is there, only dedented: that problem is already reported
+    elif not section.has("access"):
         problems.add(data.line, "route needs 'access' (public, authenticated, optional, or a rule mapping); "
                                 "there is no default, so a typo cannot make a route public")
         access = None
     else:
-        access = _access(data["access"], section.line("access"), problems, provider_names)
+        access = _access(data["access"], section.line("access"), problems, provider_names, data.line)
     providers = section.strings("providers") if section.has("providers") else None
     for name in providers or ():
         if name not in provider_names:
@@ -182,8 +190,8 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
     cors = _cors(data.get("cors"), section.line("cors"), problems, default_cors)
     token_from = _token_from(section, problems, access)
     outlive = section.get("streams_outlive_token", bool, False)
-    if regex is None or access is None:
-        return None
+    if regex is None or access is None or len(problems.items) > before:
+        return None  # a route with a problem is left out of the table, so no lint follows from the same mistake
     return Route(pattern, regex, methods, access, frozenset(providers) if providers is not None else None,
                  data.line, cors, token_from, outlive)
 

@@ -36,13 +36,19 @@ class Problems:
 class Section:
     """Typed access to one YAML mapping; unknown keys are reported on `done()`."""
 
-    def __init__(self, data: LocatedMap, where: str, problems: Problems, known: tuple[str, ...]):
+    def __init__(self, data: LocatedMap, where: str, problems: Problems, known: tuple[str, ...],
+                 elsewhere: dict[str, str] | None = None):
+        """`elsewhere` maps keys of a parent or child section to where they belong (an indentation slip)."""
         self.data = data
         self.where = where
         self.problems = problems
         self.known = known
+        self.misplaced = [key for key in data if key not in known and key in (elsewhere or {})]
         for key in data:
-            if key not in known:
+            if key in self.misplaced:
+                problems.add(data.key_lines[key], f"{key!r} belongs {elsewhere[key]}, not in {where}; "
+                                                  "check its indentation")
+            elif key not in known:
                 hint = difflib.get_close_matches(str(key), known, n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
                 problems.add(
@@ -90,7 +96,13 @@ class Section:
         return value
 
     def strings(self, key: str, default: tuple = (), allow_single: bool = False) -> tuple[str, ...]:
-        """A list of non-empty strings (or one string where `allow_single`)."""
+        """A list of non-empty strings (or one string where `allow_single`); a lone string gets its list spelling."""
+        value = self.data.get(key)
+        if isinstance(value, str) and not allow_single:
+            items = value.replace(",", " ").split() or [value]
+            self.problems.add(self.line(key), f"{key!r} in {self.where} must be a list, not a string: "
+                                              f"write {key}: [{', '.join(items)}]")
+            return default
         value = self.get(key, (list, str) if allow_single else list, None)
         if value is None:
             return default

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.config.loader.sections import Problems, Section, is_http_url
+from gateway.config.loader.upstream_tls import read_tls_settings, with_tls_context
 from gateway.config.model import AdminConfig, ClientConfig, Limits, ReloadConfig, UpstreamConfig
 from gateway.config.yaml_source import LocatedList, LocatedMap
 from gateway.proxy.forwarded import parse_network
@@ -24,7 +26,7 @@ def _check_upstream_url(value: str) -> str | None:
     if value.startswith("unix:"):
         return None if len(value) > 5 else "a unix: upstream needs a socket path"
     if not is_http_url(value):
-        return f"upstream {value!r} must be an http:// URL like http://127.0.0.1:5000"
+        return f"upstream {value!r} must be an http:// URL (or https://) like http://127.0.0.1:5000"
     if urlsplit(value).path not in ("", "/"):
         return "the upstream URL must not have a path; requests keep their own path"
     return None
@@ -97,12 +99,14 @@ def read_clients(top: Section, problems: Problems) -> ClientConfig:
     )
 
 
-def read_upstream(top: Section, problems: Problems, override: str | None) -> UpstreamConfig:
-    """`upstream: URL` or a mapping with timeouts, pool and Host settings; `--upstream` replaces the URL."""
+def read_upstream(top: Section, problems: Problems, override: str | None,
+                  base_dir: Path = Path(".")) -> UpstreamConfig:
+    """`upstream: URL` or a mapping with timeouts, pool, Host and TLS settings; `--upstream` replaces the URL."""
     upstream_data = top.get("upstream", (str, dict), required=override is None)
     upstream_cfg = UpstreamConfig(url="http://127.0.0.1:5000")
+    up = None
     if isinstance(upstream_data, LocatedMap):
-        known = tuple(f.name for f in fields(UpstreamConfig))
+        known = tuple(f.name for f in fields(UpstreamConfig) if f.name != "tls")  # tls: built below, not a key
         up = Section(upstream_data, "upstream", problems, known)
         defaults = UpstreamConfig(url="")
         upstream_cfg = UpstreamConfig(
@@ -112,6 +116,7 @@ def read_upstream(top: Section, problems: Problems, override: str | None) -> Ups
             pool_size=int(up.number("pool_size", defaults.pool_size, minimum=1)),
             keepalive=up.number("keepalive", defaults.keepalive),
             host=_host_setting(up, problems),
+            **read_tls_settings(up, base_dir, problems),
         )
     elif isinstance(upstream_data, str):
         upstream_cfg = UpstreamConfig(url=upstream_data)
@@ -120,7 +125,8 @@ def read_upstream(top: Section, problems: Problems, override: str | None) -> Ups
     error = _check_upstream_url(upstream_cfg.url)
     if error:
         problems.add(top.line("upstream"), error)
-    return upstream_cfg
+        return upstream_cfg
+    return with_tls_context(upstream_cfg, problems, up.line if up is not None else lambda _: top.line("upstream"))
 
 
 def read_limits(top: Section, problems: Problems) -> Limits:
