@@ -496,3 +496,13 @@ async def test_a_reload_does_not_make_a_used_proof_usable_again(stack, client_ke
     gateway = stack.gateway
     gateway.activate(gateway.config, gateway.caches, gateway.token_cache)  # what a reload of the same file does
     assert_refused(await dpop_get(stack, token, [proof]), 401, "invalid_dpop_proof")
+
+
+async def test_a_token_bound_both_to_a_dpop_key_and_a_certificate_is_refused(stack, client_key):
+    token = stack.token("read:user", cnf={"jkt": client_key.jkt, "x5t#S256": client_key.jkt})
+    answer = await dpop_get(stack, token, [client_key.proof("GET", URL, token)])
+    body = assert_refused(answer, 401, "invalid_token")
+    assert "bound both to a DPoP key and to a certificate" in body["description"]
+    malformed = stack.token("read:user", cnf={"jkt": "not-a-thumbprint"})
+    assert "cnf.jkt must be the base64url SHA-256" in assert_refused(
+        await dpop_get(stack, malformed, [client_key.proof("GET", URL, malformed)]), 401, "invalid_token")["description"]
