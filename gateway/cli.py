@@ -1,5 +1,5 @@
-"""`gateway serve | check | explain | test | token | devissuer | devcerts` (or `python -m gateway ...`): the
-command-line contract."""
+"""`gateway serve | check | explain | test | token | dpop-proof | devissuer | devcerts` (or `python -m gateway ...`):
+the command-line contract."""
 from __future__ import annotations
 
 import argparse
@@ -157,6 +157,11 @@ def _token(args: argparse.Namespace) -> int:
     except ClaimArgumentError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.cert_bound is not None and args.dpop_key is not None:
+        print("--cert-bound and --dpop-key: a token is bound one way, choose one", file=sys.stderr)
+        return 2
+    if args.dpop_key is not None:
+        extra = {**extra, "cnf": {"jkt": _client_key(args.dpop_key).jkt}}
     if args.cert_bound is not None:
         from gateway.tools.devcerts import certificate_confirmation
 
@@ -186,6 +191,21 @@ def _devcerts(args: argparse.Namespace) -> int:
           f"the client): {', '.join(p.name for p in written)}", file=sys.stderr)
     print(f"  serve:  --tls-cert {written[1]} --tls-key {written[2]}")
     print(f"  client: curl --cacert {written[0]} --cert {written[3]} --key {written[4]} https://localhost:8080/")
+    return 0
+
+
+def _client_key(path: str):
+    from gateway.tools.dpop_proof import ClientKey
+
+    try:
+        return ClientKey.load(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SystemExit(f"cannot read the DPoP key {path!r}: {exc}; make one with "
+                         "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out client.pem")
+
+
+def _dpop_proof(args: argparse.Namespace) -> int:
+    print(_client_key(args.key).proof(args.method, args.url, args.token, args.nonce))
     return 0
 
 
@@ -277,11 +297,21 @@ def main(argv: list[str] | None = None) -> int:
                             "refuses its tokens)")
     token.add_argument("--cert-bound", metavar="CERT_PEM",
                        help="bind the token to this client certificate (cnf x5t#S256, RFC 8705)")
+    token.add_argument("--dpop-key", metavar="KEY.pem",
+                       help="bind the token to this client key (cnf.jkt): it is then accepted only with DPoP proofs")
     token.set_defaults(run=_token)
 
     certs = commands.add_parser("devcerts", help="make a local CA, a localhost server and a client certificate")
     certs.add_argument("--dir", default=DEFAULT_CERT_DIR, help=f"where to write them (default {DEFAULT_CERT_DIR})")
     certs.set_defaults(run=_devcerts)
+
+    proof = commands.add_parser("dpop-proof", help="print a DPoP proof for one request (curl -H \"DPoP: ...\")")
+    proof.add_argument("--key", required=True, metavar="KEY.pem", help="the client's EC P-256 or RSA private key")
+    proof.add_argument("method", help="HTTP method, e.g. GET")
+    proof.add_argument("url", help="the URL as the client sends it, e.g. http://127.0.0.1:8080/user")
+    proof.add_argument("--token", help="the access token the proof goes with (its hash becomes ath)")
+    proof.add_argument("--nonce", help="a nonce the gateway sent in DPoP-Nonce")
+    proof.set_defaults(run=_dpop_proof)
 
     issuer = commands.add_parser("devissuer", help="run the local development issuer")
     issuer.add_argument("--listen", default="127.0.0.1:9000")

@@ -61,7 +61,7 @@ class JwksStats:
     misconfigured: str | None = None  # set by an IssuerMismatch: retrying cannot help
 
 
-def _fits(jwk_dict: dict, algorithm: str) -> bool:
+def key_fits(jwk_dict: dict, algorithm: str) -> bool:
     kty = jwk_dict.get("kty")
     if algorithm.startswith("RS"):
         return kty == "RSA"
@@ -73,7 +73,7 @@ def _fits(jwk_dict: dict, algorithm: str) -> bool:
 _MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y")}
 
 
-def _construct(item: dict, algorithms: list[str], label: str) -> tuple[dict, str | None]:
+def construct_key(item: dict, algorithms: list[str], label: str) -> tuple[dict, str | None]:
     members = _MEMBERS.get(item.get("kty"), ())
     if not all(isinstance(item.get(name), str) and len(item[name]) <= 2048 for name in members):
         return {}, f"{label}: {', '.join(members)} must be base64url strings of sane length"
@@ -128,14 +128,14 @@ def build_keys(document: object, algorithms: tuple[str, ...], reuse: dict[str, d
         if "d" in item or "k" in item:
             skipped.append(f"{label}: private or symmetric key material is never used from a JWKS")
             continue
-        wanted = [a for a in algorithms if _fits(item, a) and item.get("alg", a) == a]
+        wanted = [a for a in algorithms if key_fits(item, a) and item.get("alg", a) == a]
         if not wanted:
             skipped.append(f"{label}: kty {item.get('kty')!r} / alg {item.get('alg')!r} fits none of {algorithms}")
             continue
         canonical = json.dumps(item, sort_keys=True)
         built = (reuse or {}).get(canonical)
         if built is None:
-            built, problem = _construct(item, wanted, label)
+            built, problem = construct_key(item, wanted, label)
             if problem:
                 skipped.append(problem)
                 continue

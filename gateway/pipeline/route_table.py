@@ -67,6 +67,7 @@ class Route:
     cors: CorsPolicy | None = None
     token_from: tuple[TokenSource, ...] = HEADER_ONLY  # where this route reads the token
     csrf: CsrfPolicy | None = None  # set where a cookie token meets unsafe methods
+    streams_outlive_token: bool = False  # True: streamed answers and WebSockets are not ended at token expiry
 
     def allows(self, method: str) -> bool:
         return self.methods is None or method in self.methods

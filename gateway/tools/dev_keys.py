@@ -8,8 +8,6 @@ Development only: anyone who can read that folder can mint tokens.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import secrets
@@ -20,6 +18,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jwt
+
+from gateway.auth.dpop import jwk_thumbprint
 
 DEFAULT_ISSUER = "http://127.0.0.1:9000/"
 DEFAULT_AUDIENCE = "https://api.example.test"
@@ -63,13 +63,6 @@ def _write_once(path: Path, data: bytes) -> None:
         temp.unlink()
 
 
-def _thumbprint(public_jwk: dict) -> str:
-    """RFC 7638 JWK thumbprint, used as the kid."""
-    members = {k: public_jwk[k] for k in ("e", "kty", "n")}
-    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 @dataclass(frozen=True)
 class DevKeys:
     private_pem: bytes
@@ -100,7 +93,7 @@ class DevKeys:
         private_pem = key_file.read_bytes()
         public = jwk.construct(private_pem, "RS256").public_key().to_dict()
         public = {"kty": "RSA", "n": public["n"], "e": public["e"]}
-        public.update(kid=_thumbprint(public), use="sig", alg="RS256")
+        public.update(kid=jwk_thumbprint(public), use="sig", alg="RS256")  # RFC 7638 thumbprint as kid
         return cls(private_pem, public, folder)
 
     @classmethod

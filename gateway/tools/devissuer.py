@@ -2,18 +2,28 @@
 
 It serves OIDC discovery, a JWKS, and a client-credentials token endpoint over
 the keys and clients of `dev_keys`; `clients.json` is re-read on every token
-request, so an edit needs no restart.  It is for development only: anyone who
+request, so an edit needs no restart.  Like Auth0's, the endpoint binds the
+token to the client's key when the request carries a DPoP proof (RFC 9449 §5:
+`cnf.jkt`, `token_type: DPoP`).  It is for development only: anyone who
 can read its folder can mint tokens.
 """
 from __future__ import annotations
 
 import secrets
+import time
 
 from aiohttp import web
 
+from gateway import errors
+from gateway.auth.dpop import check_proof_claims, read_proof, replay_key
+from gateway.auth.replay_store import MemoryReplayStore
 from gateway.tools.dev_keys import (
     CLIENTS_FILE, DEFAULT_AUDIENCE, DEFAULT_ISSUER, BadClients, DevKeys, access_token_claims,
 )
+
+
+DPOP_ALGORITHMS = ("ES256", "RS256")
+DPOP_MAX_AGE = 60.0
 
 
 def issuer_app(keys: DevKeys, issuer: str = DEFAULT_ISSUER, audience: str = DEFAULT_AUDIENCE,
@@ -61,12 +71,29 @@ def issuer_app(keys: DevKeys, issuer: str = DEFAULT_ISSUER, audience: str = DEFA
                                       "error_description": f"Service not found: {wanted} (client {client_id!r} "
                                       f"may ask for {', '.join(client.audiences or (audience,))}; "
                                       f"add it to 'audiences' in {keys.folder / CLIENTS_FILE})"}, status=403)
+        binding = {}
+        if "DPoP" in request.headers:
+            try:
+                binding = {"cnf": {"jkt": await dpop_key(request)}}
+            except errors.Rejection as rejection:
+                return web.json_response({"error": "invalid_dpop_proof", "error_description": rejection.description},
+                                         status=400)
         claims = access_token_claims(client.scope, f"{client_id}@clients", ttl, issuer, wanted,
-                                     {"azp": client_id, "gty": "client-credentials", **client.claims})
-        body = {"access_token": keys.mint(claims), "token_type": "Bearer", "expires_in": ttl}
+                                     {"azp": client_id, "gty": "client-credentials", **client.claims, **binding})
+        body = {"access_token": keys.mint(claims), "token_type": "DPoP" if binding else "Bearer", "expires_in": ttl}
         if client.scope is not None:
             body["scope"] = client.scope
         return web.json_response(body)
+
+    used_proofs = MemoryReplayStore(100_000)
+
+    async def dpop_key(request: web.Request) -> str:
+        """The thumbprint of the key whose proof came with this token request (checked as §4.3 says)."""
+        found, proof_claims = read_proof(request.headers.getall("DPoP"), DPOP_ALGORITHMS, 4096)
+        check_proof_claims(proof_claims, "POST", str(request.url), None, DPOP_MAX_AGE, 5.0, time.time())
+        if not await used_proofs.first_use(replay_key(found.jkt, proof_claims["jti"]), DPOP_MAX_AGE + 5.0):
+            raise errors.invalid_dpop_proof("this DPoP proof was already used; make a new one")
+        return found.jkt
 
     app = web.Application()
     app.router.add_get("/.well-known/openid-configuration", discovery)

@@ -90,7 +90,7 @@ def test_explain_names_route_rule_and_missing_scopes(capsys):
     assert out.splitlines() == [
         "request   GET /admin",
         "path      /admin  (canonical: the route is chosen by it, the upstream gets it)",
-        "route     config/routes.yaml:18  /admin  (any method; any provider)",
+        "route     config/routes.yaml:19  /admin  (any method; any provider)",
         "rule      scopes read:admin: a valid token is required",
         "token     claims taken as verified: provider 'dev', sub 'alice', scopes read:user",
         "decision  403 insufficient_scope: missing scope read:admin",
@@ -168,7 +168,7 @@ def test_failing_cases_are_reported_like_a_test_runner(tmp_path):
     assert result.stdout.splitlines() == [
         f"{cases}: 3 case(s) against config/routes.yaml",
         f"FAIL  {cases}:3  wrong on purpose: GET /admin expected 403, got 200 allowed: the request would be "
-        "forwarded to the upstream [route line 18 /admin]",
+        "forwarded to the upstream [route line 19 /admin]",
         "2 passed, 1 failed",
     ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway.config.loader.dpop import read_dpop_settings, read_public_url
 from gateway.config.loader.providers import PROVIDER_KEYS, read_providers
 from gateway.config.loader.routes import ACCESS_KEYS, ROUTE_KEYS, read_routes
 from gateway.config.loader.sections import ConfigError, Problems, Section
@@ -13,7 +14,7 @@ from gateway.config.model import GatewayConfig
 from gateway.config.yaml_source import LocatedMap, YamlProblem, environment, load_located
 
 TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits", "cors",
-            "admin", "reload", "clients", "allow_path_params", "tls")
+            "admin", "reload", "clients", "allow_path_params", "tls", "dpop", "public_url")
 
 
 def build_config(data: Any, source: str, base_dir: Path,
@@ -41,6 +42,8 @@ def build_config(data: Any, source: str, base_dir: Path,
     admin_cfg, reload_cfg = read_operations(top, problems, (host, port), admin)
     clients_cfg = read_clients(top, problems)
     tls_cfg = read_tls(top, problems, base_dir, tls_cert, tls_key)
+    dpop_settings = read_dpop_settings(top, problems, providers)
+    public_url = read_public_url(top, problems)
     realm = top.get("realm", str, "api")
     forward_authorization = top.get("forward_authorization", bool, False)
     allow_path_params = top.get("allow_path_params", bool, False)
@@ -62,6 +65,8 @@ def build_config(data: Any, source: str, base_dir: Path,
         reload=reload_cfg,
         clients=clients_cfg,
         tls=tls_cfg,
+        dpop=dpop_settings,
+        public_url=public_url,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from gateway.auth.claim_path import ClaimPathError, parse_claim_path
 from gateway.auth.jwks_cache import FetchError, build_keys
 from gateway.auth.verifier import IDENTITY_HEADERS
+from gateway.config.loader.dpop import read_provider_dpop
 from gateway.config.loader.sections import Problems, Section, is_http_url
 from gateway.config.model import DEFAULT_SCOPE_CLAIMS, SUPPORTED_ALGORITHMS, JwksPolicy, ProviderConfig
 from gateway.config.yaml_source import LocatedList, LocatedMap
@@ -75,7 +76,7 @@ def _static_jwks(section: Section, base_dir: Path, problems: Problems):
 PROVIDER_KEYS = (
     "name", "issuer", "audience", "jwks_uri", "jwks", "jwks_file", "algorithms", "leeway",
     "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache", "forward_claims", "scopes",
-    "token_binding",
+    "token_binding", "dpop",
 )
 TOKEN_BINDINGS = ("optional", "required")
 _TCHAR = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -190,6 +191,7 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
         line=data.line,
         scopes=frozenset(section.strings("scopes")) if section.has("scopes") else None,
         token_binding=token_binding,
+        dpop=read_provider_dpop(data.get("dpop"), where, section.line("dpop"), problems),
     )
 
 

@@ -147,7 +147,8 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
     return parts[0] if len(parts) == 1 else requirements.AllOf(tuple(parts))
 
 
-ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from", "csrf_origins")
+ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from", "csrf_origins",
+              "streams_outlive_token")
 
 
 def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
@@ -192,11 +193,12 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
     cors = _cors(data.get("cors"), section.line("cors"), problems, default_cors)
     token_from = _token_from(section, problems, access)
     csrf = _csrf(section, problems, methods, token_from)
+    outlive = section.get("streams_outlive_token", bool, False)
     if regex is None or access is None or len(problems.items) > before:
         return None  # a route with a problem is left out of the table, so no lint follows from the same mistake
     accepted = requirements.intersect_providers(  # `providers:` on the route and in its rule mean the same
         [frozenset(providers) if providers is not None else None, access.accepted_providers()])
-    return Route(pattern, regex, methods, access, accepted, data.line, cors, token_from, csrf)
+    return Route(pattern, regex, methods, access, accepted, data.line, cors, token_from, csrf, outlive)
 
 
 def _token_from(section: Section, problems: Problems, access) -> tuple:
