@@ -38,7 +38,8 @@ def test_every_duration_setting_reads_units_and_plain_seconds(tmp_path):
 @pytest.mark.parametrize("text", ["1 hour", "1y", "true", "[1]", "2001-12-14", "1.0e+400", ".nan"])
 def test_a_value_that_is_no_duration_names_its_line_and_the_forms(tmp_path, text):
     found = problems(tmp_path, EVERY_SECTION.replace("max_lifetime: 1h", f"max_lifetime: {text}"))
-    assert any(":45: 'max_lifetime' in provider 'dev' must be a" in p for p in found), found
+    line_number = EVERY_SECTION.splitlines().index("    max_lifetime: 1h") + 1
+    assert any(f":{line_number}: 'max_lifetime' in provider 'dev' must be a" in p for p in found), found
     assert any("30s, 5m, 1h" in p or "finite number" in p for p in found), found
 
 

@@ -62,6 +62,13 @@ clients:
   idle_timeout: 20s
   body_timeout: 30
   drain_timeout: 10
+public_url: https://api.example.test
+dpop:
+  replay_store: memory
+  replay_entries: 10000
+  max_proof_bytes: 4096
+  nonce_secret: {"s" * 40}
+  nonce_lifetime: 5m
 providers:
   - name: dev
     issuer: http://127.0.0.1:9000/
@@ -76,6 +83,11 @@ providers:
     scopes: [read:user, read:admin]
     forward_claims:
       X-User-Email: email
+    token_binding: optional
+    dpop:
+      algorithms: [ES256, RS256]
+      max_age: 60
+      nonce: true
     jwks_cache:
       min_ttl: 1m
       max_ttl: 1h
@@ -98,6 +110,7 @@ routes:
     providers: [dev]
     token_from: [header, query:access_token]
     cors: true
+    streams_outlive_token: false
   - path: /session
     methods: [GET, POST]
     token_from: [cookie:session]
@@ -209,7 +222,8 @@ def test_issue_examples_are_a_config_or_a_config_error(tmp_path, line):
     path.write_text(EVERY_SECTION.replace("max_lifetime: 1h", line))
     outcome = loads_or_refuses_with_lines(lambda: load_config(path, dotenv=None))
     if isinstance(outcome, ConfigError):
-        assert any(":45: 'max_lifetime'" in p for p in outcome.problems), outcome.problems
+        line_number = EVERY_SECTION.splitlines().index("    max_lifetime: 1h") + 1
+        assert any(f":{line_number}: 'max_lifetime'" in p for p in outcome.problems), outcome.problems
 
 
 def test_a_400_digit_number_is_a_config_error_with_its_line(tmp_path):

@@ -37,7 +37,7 @@ def read_provider_dpop(data: Any, where: str, line: int, problems: Problems) -> 
         problems.add(section.line("algorithms"), f"{where} dpop: algorithms must list at least one, e.g. [ES256]")
     return DpopPolicy(
         algorithms=tuple(dict.fromkeys(algorithms)) or defaults.algorithms,
-        max_age=section.number("max_age", defaults.max_age, 1.0, 3600.0),
+        max_age=section.duration("max_age", defaults.max_age, 1.0, 3600.0),
         nonce=section.get("nonce", bool, defaults.nonce),
     )
 
@@ -62,7 +62,7 @@ def read_dpop_settings(top: Section, problems: Problems, providers: list[Provide
             replay_entries=int(section.number("replay_entries", defaults.replay_entries, 1000, 100_000_000)),
             max_proof_bytes=int(section.number("max_proof_bytes", defaults.max_proof_bytes, 512, 16384)),
             nonce_secret=secret.encode() if secret else None,
-            nonce_lifetime=section.number("nonce_lifetime", defaults.nonce_lifetime, 5.0, 86400.0),
+            nonce_lifetime=section.duration("nonce_lifetime", defaults.nonce_lifetime, 5.0, 86400.0),
         )
         line = section.line("nonce_secret")
     asking = [p.name for p in providers if p.dpop is not None and p.dpop.nonce]

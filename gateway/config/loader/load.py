@@ -35,38 +35,31 @@ def build_config(data: Any, source: str, base_dir: Path,
     except ValueError as exc:
         problems.add(top.line("listen"), str(exc))
         host, port = "127.0.0.1", 8080
-    upstream_cfg = read_upstream(top, problems, upstream, base_dir)
-    limits = read_limits(top, problems)
     providers = read_providers(top, base_dir, problems)
-    routes = read_routes(top, problems, providers)
     admin_cfg, reload_cfg = read_operations(top, problems, (host, port), admin)
-    clients_cfg = read_clients(top, problems)
-    tls_cfg = read_tls(top, problems, base_dir, tls_cert, tls_key)
-    dpop_settings = read_dpop_settings(top, problems, providers)
-    public_url = read_public_url(top, problems)
-    realm = top.get("realm", str, "api")
-    forward_authorization = top.get("forward_authorization", bool, False)
-    allow_path_params = top.get("allow_path_params", bool, False)
+    sections = dict(  # read in file-independent order; each adds its own problems
+        upstream=read_upstream(top, problems, upstream, base_dir),
+        limits=read_limits(top, problems),
+        routes=read_routes(top, problems, providers),
+        clients=read_clients(top, problems),
+        tls=read_tls(top, problems, base_dir, tls_cert, tls_key),
+        dpop=read_dpop_settings(top, problems, providers),
+        public_url=read_public_url(top, problems),
+        realm=top.get("realm", str, "api"),
+        forward_authorization=top.get("forward_authorization", bool, False),
+        allow_path_params=top.get("allow_path_params", bool, False),
+    )
     if problems.items:
         raise ConfigError(problems.items)
     return GatewayConfig(
         source=source,
         listen_host=host,
         listen_port=port,
-        upstream=upstream_cfg,
-        realm=realm,
-        forward_authorization=forward_authorization,
-        allow_path_params=allow_path_params,
         providers=tuple(providers),
-        routes=routes,
-        limits=limits,
         identity_headers=frozenset(h.lower() for p in providers for h, _ in p.forward_claims),
         admin=admin_cfg,
         reload=reload_cfg,
-        clients=clients_cfg,
-        tls=tls_cfg,
-        dpop=dpop_settings,
-        public_url=public_url,
+        **sections,
     )
 
 

@@ -109,6 +109,17 @@ def _forward_claims(section: Section, problems: Problems) -> tuple:
     return tuple(result)
 
 
+def _claim_paths(section: Section, key: str, problems: Problems) -> list[tuple[str, ...]]:
+    """A list of claim paths (`scope_claims`, `required_claims`), each parsed once."""
+    paths = []
+    for text in section.strings(key):
+        try:
+            paths.append(parse_claim_path(text))
+        except ClaimPathError as exc:
+            problems.add(section.line(key), str(exc))
+    return paths
+
+
 def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> ProviderConfig | None:
     if not isinstance(data, LocatedMap):
         problems.add(line, "each provider must be a mapping with name, issuer and audience")
@@ -153,22 +164,12 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
                 why = "python-jose, the verification library, does not implement it"
             problems.add(section.line("algorithms"),
                          f"algorithm {algorithm!r} is not accepted ({why}); use one of {', '.join(SUPPORTED_ALGORITHMS)}")
-    scope_claims = []
-    for text in section.strings("scope_claims"):
-        try:
-            scope_claims.append(parse_claim_path(text))
-        except ClaimPathError as exc:
-            problems.add(section.line("scope_claims"), str(exc))
+    scope_claims = _claim_paths(section, "scope_claims", problems)
     max_lifetime = section.duration("max_lifetime", None, 1.0)
     typ = section.get("typ", str)
     if typ == "":
         problems.add(section.line("typ"), f"{where}: typ must not be empty; leave it out to accept any typ")
-    required = []
-    for text in section.strings("required_claims"):
-        try:
-            required.append(parse_claim_path(text))
-        except ClaimPathError as exc:
-            problems.add(section.line("required_claims"), str(exc))
+    required = _claim_paths(section, "required_claims", problems)
     token_binding = section.get("token_binding", str, "optional")
     if token_binding not in TOKEN_BINDINGS:
         problems.add(section.line("token_binding"), f"{where}: token_binding must be optional (bound tokens are "
