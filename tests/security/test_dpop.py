@@ -472,16 +472,18 @@ def test_the_issue_configuration_loads_into_the_model():
 
 
 @pytest.mark.parametrize("provider_extra, top_extra, problem", [
-    ("dpop:\n  algorithms: [HS256]", "", "proof algorithm 'HS256' is not supported"),
-    ("dpop:\n  algorithms: [none]", "", "proof algorithm 'none' is not supported"),
-    ("dpop:\n  algoritms: [ES256]", "", "did you mean 'algorithms'?"),
-    ("dpop:\n  nonce: true", "", "no nonce secret is configured; set dpop.nonce_secret"),
-    ("", "dpop:\n  nonce_secret: short", "dpop.nonce_secret is too short"),
-    ("", "dpop:\n  replay_store: redis:/nohost", "must be 'memory' or a Redis URL"),
-    ("", "dpop:\n  replay_store: memcached://x:1", "must be 'memory' or a Redis URL"),
-    ("", "public_url: https://api.example.com/v1", "must be an origin like https://api.example.com"),
-    ("token_binding: always", "", "token_binding must be optional (bound tokens are checked, unbound accepted) or "
-                                  "required (unbound refused), not 'always'"),
+    pytest.param("dpop:\n  algorithms: [HS256]", "", "proof algorithm 'HS256' is not supported", id="symmetric-algorithm"),
+    pytest.param("dpop:\n  algorithms: [none]", "", "proof algorithm 'none' is not supported", id="unsigned-algorithm"),
+    pytest.param("dpop:\n  algoritms: [ES256]", "", "did you mean 'algorithms'?", id="misspelt-key"),
+    pytest.param("dpop:\n  nonce: true", "", "no nonce secret is configured; set dpop.nonce_secret",
+                 id="nonce-without-secret"),
+    pytest.param("", "dpop:\n  nonce_secret: short", "dpop.nonce_secret is too short", id="short-secret"),
+    pytest.param("", "dpop:\n  replay_store: redis:/nohost", "must be 'memory' or a Redis URL", id="bad-redis-url"),
+    pytest.param("", "dpop:\n  replay_store: memcached://x:1", "must be 'memory' or a Redis URL", id="not-redis"),
+    pytest.param("", "public_url: https://api.example.com/v1", "must be an origin like https://api.example.com",
+                 id="public-url-with-path"),
+    pytest.param("token_binding: always", "", "token_binding must be optional (bound tokens are checked, unbound "
+                 "accepted) or required (unbound refused), not 'always'", id="bad-token-binding"),
 ])
 def test_bad_dpop_settings_are_refused_with_a_hint(provider_extra, top_extra, problem):
     _, problems = _load(provider_extra, top_extra)
