@@ -12,8 +12,10 @@ whole request measured under load (`bench.ab --floor`), and what the steps below
 not explain (uvloop, epoll, aiohttp's request loop, futures and tasks) is the
 difference.  The system calls are real ones on a loopback TCP connection.
 
-Nothing here edits the gateway or starts a process; it imports the gateway's modules
-(BENCH_GATEWAY_SRC on PYTHONPATH first to time another copy).
+Nothing here edits the gateway or starts a process; it imports the gateway's modules.
+To time another copy of `gateway/`, run it from outside the repo with that copy first:
+`cd /tmp && PYTHONPATH=/tmp/base:REPO REPO/.venv/bin/python -m bench.budget`, and alternate
+copies over several runs, as with bench.ab.
 """
 from __future__ import annotations
 
@@ -300,7 +302,7 @@ async def measure(iterations: int, rounds: int) -> list[dict]:
             ("client write", "send() of the answer on loopback TCP",
              _drained(budget.client_write, budget.far_end)),
             ("log", "access_log.write at WARNING (the bench's level: off)", lambda: _logged(logging.WARNING, budget)),
-            ("metrics", "metrics.observe: prometheus-client counter + histogram", budget.observe_metrics),
+            ("metrics", "metrics.observe, per request", budget.observe_metrics),
         ]
         rows = []
         for step, what, call in steps:
