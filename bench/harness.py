@@ -428,8 +428,8 @@ def gateway_argv(cfg: Path, port: int, help_text: str, workers: int = 1) -> list
 FIRST_SIGHT = "first sight of each token"
 ONE_TOKEN = "one token again (all hits)"
 SEEN_BEFORE = "tokens seen before"
-HIT_REQUESTS = 20_000
-LOGGING_GATEWAY = "gateway log"  # the static scenario's gateway with GATEWAY_LOG_LEVEL=INFO  # the one-token phase: enough for a steady CPU figure, ~10 s
+HIT_REQUESTS = 20_000  # the one-token phase: enough for a steady CPU figure, ~10 s
+LOGGING_GATEWAY = "gateway log"  # the static scenario's gateway with GATEWAY_LOG_LEVEL=INFO
 
 
 def _get(url: str, token: str | None) -> tuple[int, bytes]:
