@@ -7,9 +7,11 @@ scrape) or synced.  JWKS and token-cache figures already live in the caches
 (`JwksStats`, `TokenCache.hits`); they are copied into metrics by `sync`,
 right before a scrape, or every second in a worker.  A worker, whose counts
 the supervisor reads from prometheus-client's files, flushes at the end of
-each event-loop turn that finished a request, so a scrape sees them at once.  Under `--workers N` prometheus-client's multiprocess mode (set up
-by the supervisor through PROMETHEUS_MULTIPROC_DIR before this module is
-imported) sums counters over the workers; gauges report the worst worker.
+each event-loop turn that finished a request, so a scrape sees them at once.
+
+Under `--workers N` prometheus-client's multiprocess mode (set up by the
+supervisor through PROMETHEUS_MULTIPROC_DIR before this module is imported)
+sums counters over the workers; gauges report the worst worker.
 """
 from __future__ import annotations
 
