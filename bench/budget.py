@@ -27,6 +27,7 @@ import socket
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -79,20 +80,20 @@ def _finish(coroutine):
     raise RuntimeError("the step suspended: it is not on the cache-hit path")
 
 
-def cpu_us(step: Callable[[], object], iterations: int, rounds: int) -> tuple[float, list[float]]:
+def cpu_us(call: Callable[[], object], iterations: int, rounds: int) -> tuple[float, list[float]]:
     """Median over rounds of CPU microseconds per call, and every round's figure.
 
-    A step that returns a `Timed` reports the nanoseconds of its own measured part instead (wall time
+    A call that returns a `Timed` reports the nanoseconds of its own measured part instead (wall time
     around one system call, where the call's other half, the far end's send, must not count).
     """
     for _ in range(min(iterations, 1000)):  # warm caches (lru_cache, metric children, the CPU's)
-        step()
+        call()
     figures = []
     for _ in range(rounds):
         timed = 0
         started = time.process_time()
         for _ in range(iterations):
-            result = step()
+            result = call()
             if type(result) is Timed:
                 timed += result
         spent = timed / 1e9 if timed else time.process_time() - started
@@ -104,8 +105,28 @@ class Timed(int):
     """Nanoseconds a step measured itself."""
 
 
+@dataclass(frozen=True)
+class Step:
+    step: str  # the issue's name for the step
+    what: str  # what exactly is timed
+    method: str  # the Budget method that does it once
+    log_level: int | None = None  # the root logger's level while it is timed
+    in_sum: bool = True
+
+
+STEPS: list[Step] = []  # in the order a request takes them
+
+
+def step(name: str, what: str, **options):
+    """Marks a Budget method as one timed step of the cache-hit path."""
+    def register(method):
+        STEPS.append(Step(name, what, method.__name__, **options))
+        return method
+    return register
+
+
 class Budget:
-    """The cache-hit path's objects, built the way the gateway builds them, and one callable per step."""
+    """The cache-hit path's objects, built the way the gateway builds them, and one method per timed step."""
 
     async def setup(self, work: Path) -> None:
         self.loop = asyncio.get_running_loop()
@@ -138,37 +159,59 @@ class Budget:
         self.metrics = Metrics()
         self.client_bytes = self.client_answer()
         self.gateway_end, self.far_end = _loopback_pair()
+        self.sends = 0
+        self.log_sink = open("/dev/null", "w")  # noqa: SIM115 - closed in close()
+        self.log_handler = LineBatchingHandler(self.log_sink)
+        self.log_handler.setFormatter(JsonFormatter())
+        logging.getLogger().handlers[:] = [self.log_handler]
+        self.lines = 0
 
     def close(self) -> None:
         self.gateway_end.close()
         self.far_end.close()
+        logging.getLogger().handlers[:] = []
+        self.log_sink.close()
 
     # -- the steps, in the order a request takes them ------------------------------------
+    @step("parse", "client read: recv() of the request on loopback TCP (wall time of the call)")
+    def client_read(self):
+        """The client's request arriving (its send by the far end is not counted)."""
+        self.far_end.send(self.raw_request)
+        return self._timed_recv()
+
+    @step("parse", "llhttp parse + aiohttp request object")
     def parse(self) -> BaseRequest:
         """llhttp reads the request; aiohttp wraps it in a request object (as web_server does)."""
         (message, payload), = self.request_parser.feed_data(self.raw_request)[0]
         return BaseRequest(message, payload, _Connection(), None, None, self.loop)
 
+    @step("canonicalize", "decide.target: canonical path + query")
+    def canonicalize(self):
+        return decide.target(self.request.raw_path, self.config.allow_path_params)
+
+    @step("match", "decide.route_for: route table")
+    def match(self):
+        return decide.route_for(self.config.routes, "GET", self.path)
+
+    @step("extract", "find_token: the bearer from Authorization")
+    def extract(self):
+        return find_token(self.request, self.route.token_from, self.config.limits.max_token_bytes)
+
+    @step("cache lookup", "authenticator on a hit: SHA-256, entry unpack, key still published")
+    def cache_lookup(self):
+        return _finish(self.authenticator.authenticate(self.token, self.route.providers))
+
+    @step("rule", "decide.enforce: the route's rule on the identity")
+    def rule(self):
+        return decide.enforce(self.route, self.identity)
+
+    @step("headers", "access record + request id")
     def access_record(self) -> AccessRecord:
         request = self.request
         return AccessRecord(request_id(request.headers.get("X-Request-Id")), request.method,
                             safe_path(request.raw_path))
 
-    def canonicalize(self):
-        return decide.target(self.request.raw_path, self.config.allow_path_params)
-
-    def match(self):
-        return decide.route_for(self.config.routes, "GET", self.path)
-
-    def extract(self):
-        return find_token(self.request, self.route.token_from, self.config.limits.max_token_bytes)
-
-    def cache_lookup(self):
-        return _finish(self.authenticator.authenticate(self.token, self.route.providers))
-
-    def rule(self):
-        return decide.enforce(self.route, self.identity)
-
+    @step("headers", "upstream_request_headers: hygiene, identity, forwarding")
     def upstream_request_headers(self) -> CIMultiDict:
         request, config = self.request, self.config
         headers = upstream_request_headers(
@@ -178,6 +221,7 @@ class Budget:
         headers["X-Request-Id"] = self.record.request_id
         return headers
 
+    @step("upstream write", "request head as bytes")
     def upstream_head(self) -> bytes:
         """The request head as bytes (the forwarder's lean path: one string, one encode, a CR/LF check)."""
         head = "".join([f"GET {self.path} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in self.upstream_headers.items()),
@@ -186,23 +230,22 @@ class Budget:
             raise ValueError("a header value holds CR, LF or NUL")
         return head.encode()
 
+    @step("upstream write", "send() of the head on loopback TCP")
     def upstream_write(self):
-        return self.gateway_end.send(self.head)
+        return self._send(self.head)
 
+    @step("upstream parse", "upstream read: recv() of the answer (wall time of the call)")
     def upstream_read(self):
         """The upstream's answer arriving: the far end sends it (not counted), the gateway end reads it."""
         self.far_end.send(STATIC_ANSWER)
         return self._timed_recv()
 
-    def _timed_recv(self) -> Timed:
-        started = time.perf_counter_ns()
-        self.gateway_end.recv(65536)
-        return Timed(time.perf_counter_ns() - started)
-
+    @step("upstream parse", "llhttp response parse + body read")
     def upstream_parse(self):
         (message, payload), = self.response_parser.feed_data(STATIC_ANSWER)[0]
         return message, _finish(payload.read())
 
+    @step("client write", "response headers + web.Response")
     def response_headers(self) -> web.Response:
         """The answer's headers filtered, the gateway's Server default added, the response object made."""
         headers = downstream_response_headers(self.answer.headers)
@@ -210,6 +253,7 @@ class Budget:
         return web.Response(status=self.answer.code, reason=self.answer.reason, headers=headers,
                             body=self.answer_body)
 
+    @step("client write", "aiohttp's C head serializer")
     def client_answer(self) -> bytes:
         """aiohttp's C serializer on the head (with the Date and Content-Length prepare adds), then the body."""
         headers = CIMultiDict(self.response.headers)
@@ -217,19 +261,44 @@ class Budget:
         headers["Content-Length"] = str(len(self.answer_body))
         return _serialize_headers("HTTP/1.1 200 OK", headers) + self.answer_body
 
+    @step("client write", "send() of the answer on loopback TCP")
     def client_write(self):
-        return self.gateway_end.send(self.client_bytes)
+        return self._send(self.client_bytes)
 
-    def client_read(self):
-        """The client's request arriving (its send by the far end is not counted)."""
-        self.far_end.send(self.raw_request)
-        return self._timed_recv()
-
+    @step("log", "access_log.write at WARNING (the bench's level: off)", log_level=logging.WARNING)
     def log(self):
-        return access_log.write(self.record)
+        """One access line; at INFO the JSON lines of one event-loop turn (LINES_PER_TURN) leave together."""
+        access_log.write(self.record)
+        self.lines += 1
+        if self.lines % LINES_PER_TURN == 0:
+            self.log_handler.flush()
 
+    @step("metrics", "metrics.observe, per request")
     def observe_metrics(self):
         return self.metrics.observe(self.record)
+
+    @step("log at INFO", f"access_log.write at INFO: a JSON line, written in batches of {LINES_PER_TURN} "
+          "(not part of the sum)", log_level=logging.INFO, in_sum=False)
+    def log_at_info(self):
+        return self.log()
+
+    # -- system calls -------------------------------------------------------------------
+    def _send(self, data: bytes):
+        """send() on the gateway's end; every 64 calls the far end reads what came (~1/64 of a recv counted)."""
+        sent = self.gateway_end.send(data)
+        self.sends += 1
+        if self.sends % 64 == 0:
+            while True:
+                try:
+                    self.far_end.recv(1 << 20, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+        return sent
+
+    def _timed_recv(self) -> Timed:
+        started = time.perf_counter_ns()
+        self.gateway_end.recv(65536)
+        return Timed(time.perf_counter_ns() - started)
 
 
 def _loopback_pair() -> tuple[socket.socket, socket.socket]:
@@ -243,89 +312,28 @@ def _loopback_pair() -> tuple[socket.socket, socket.socket]:
     return near, far
 
 
-def _drained(send: Callable[[], object], sink: socket.socket) -> Callable[[], object]:
-    """`send`, with what it sent read off the far end every 64 calls (part of the figure, ~1/64 of a recv)."""
-    count = [0]
-
-    def step():
-        send()
-        count[0] += 1
-        if count[0] % 64 == 0:
-            while True:
-                try:
-                    sink.recv(1 << 20, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    return
-    return step
-
-
-def _logged(level: int, budget: Budget) -> Callable[[], object]:
-    """access_log.write at `level`, JSON lines to /dev/null, written together every LINES_PER_TURN lines."""
-    sink = open("/dev/null", "w")  # noqa: SIM115 - lives as long as the benchmark
-    handler = LineBatchingHandler(sink)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    count = [0]
-
-    def step():
-        access_log.write(budget.record)
-        count[0] += 1
-        if count[0] % LINES_PER_TURN == 0:
-            handler.flush()
-    return step
-
-
 async def measure(iterations: int, rounds: int) -> list[dict]:
     budget = Budget()
     with tempfile.TemporaryDirectory() as work:
         await budget.setup(Path(work))
     try:
-        steps = [
-            ("parse", "client read: recv() of the request on loopback TCP (wall time of the call)", budget.client_read),
-            ("parse", "llhttp parse + aiohttp request object", budget.parse),
-            ("canonicalize", "decide.target: canonical path + query", budget.canonicalize),
-            ("match", "decide.route_for: route table", budget.match),
-            ("extract", "find_token: the bearer from Authorization", budget.extract),
-            ("cache lookup", "authenticator on a hit: SHA-256, entry unpack, key still published", budget.cache_lookup),
-            ("rule", "decide.enforce: the route's rule on the identity", budget.rule),
-            ("headers", "access record + request id", budget.access_record),
-            ("headers", "upstream_request_headers: hygiene, identity, forwarding", budget.upstream_request_headers),
-            ("upstream write", "request head as bytes", budget.upstream_head),
-            ("upstream write", "send() of the head on loopback TCP",
-             _drained(budget.upstream_write, budget.far_end)),
-            ("upstream parse", "upstream read: recv() of the answer (wall time of the call)", budget.upstream_read),
-            ("upstream parse", "llhttp response parse + body read", budget.upstream_parse),
-            ("client write", "response headers + web.Response", budget.response_headers),
-            ("client write", "aiohttp's C head serializer", budget.client_answer),
-            ("client write", "send() of the answer on loopback TCP",
-             _drained(budget.client_write, budget.far_end)),
-            ("log", "access_log.write at WARNING (the bench's level: off)", lambda: _logged(logging.WARNING, budget)),
-            ("metrics", "metrics.observe, per request", budget.observe_metrics),
-        ]
         rows = []
-        for step, what, call in steps:
-            if step == "log":
-                call = call()  # sets the root logger's level: made just before it is timed
-            median, figures = cpu_us(call, iterations, rounds)
-            rows.append({"step": step, "what": what, "cpu_us": round(median, 2),
-                         "spread_us": round(max(figures) - min(figures), 2)})
-        info, _ = cpu_us(_logged(logging.INFO, budget), iterations, rounds)
-        rows.append({"step": "log at INFO", "what": "access_log.write at INFO: a JSON line, written in batches "
-                     f"of {LINES_PER_TURN} (not part of the sum)", "cpu_us": round(info, 2), "spread_us": None,
-                     "extra": True})
+        for entry in STEPS:
+            if entry.log_level is not None:
+                logging.getLogger().setLevel(entry.log_level)  # set once: setLevel clears the loggers' caches
+            median, figures = cpu_us(getattr(budget, entry.method), iterations, rounds)
+            rows.append({"step": entry.step, "what": entry.what, "cpu_us": round(median, 2),
+                         "spread_us": round(max(figures) - min(figures), 2), "in_sum": entry.in_sum})
         return rows
     finally:
         budget.close()
-        logging.getLogger().handlers[:] = []
 
 
 def render(rows: list[dict]) -> str:
     lines = ["| step | what is timed | CPU us/request |", "| --- | --- | ---: |"]
     for row in rows:
         lines.append(f"| {row['step']} | {row['what']} | {row['cpu_us']:.2f} |")
-    total = sum(row["cpu_us"] for row in rows if not row.get("extra"))
+    total = sum(row["cpu_us"] for row in rows if row["in_sum"])
     lines.append(f"| **sum of the steps** | (cache hit, access log off) | **{total:.1f}** |")
     return "\n".join(lines)
 
