@@ -170,6 +170,7 @@ class Budget:
         self.gateway_end.close()
         self.far_end.close()
         logging.getLogger().handlers[:] = []
+        self.log_handler.flush()  # what waits for the end of the loop turn, before the sink closes
         self.log_sink.close()
 
     # -- the steps, in the order a request takes them ------------------------------------
