@@ -1,4 +1,5 @@
-"""`python -m gateway serve | check | explain | test | token | devissuer | devcerts`: the command-line contract."""
+"""`gateway serve | check | explain | test | token | dpop-proof | devissuer | devcerts` (or `python -m gateway ...`):
+the command-line contract."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +8,12 @@ import json
 import logging
 import os
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from gateway.observe import access_log
-from gateway.config.model import GatewayConfig
-from gateway.config.loader import ConfigError, load_config
-from gateway.config.lint import load_checked
+
+if TYPE_CHECKING:
+    from gateway.config.model import GatewayConfig
 
 log = logging.getLogger("gateway")
 WORKER_DIR_ENV = "GATEWAY_WORKER_DIR"  # set by the --workers supervisor for its children only
@@ -20,6 +21,9 @@ WORKER_DIR_ENV = "GATEWAY_WORKER_DIR"  # set by the --workers supervisor for its
 
 def _loader(args: argparse.Namespace) -> Callable[[], tuple[GatewayConfig, list[str]]]:
     """Load and lint with the command line's overrides: the same call at start and on every reload."""
+    from gateway.config.lint import load_checked
+    from gateway.config.loader import load_config
+
     overrides = {
         "listen": getattr(args, "listen", None) or os.environ.get("GATEWAY_LISTEN") or None,
         "upstream": getattr(args, "upstream", None) or os.environ.get("GATEWAY_UPSTREAM") or None,
@@ -31,6 +35,8 @@ def _loader(args: argparse.Namespace) -> Callable[[], tuple[GatewayConfig, list[
 
 
 def _load(load: Callable[[], tuple[GatewayConfig, list[str]]]):
+    from gateway.config.loader import ConfigError
+
     try:
         return load()
     except ConfigError as exc:
@@ -60,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     in_worker = worker_dir is not None
     try:
         run(config, ServeOptions(load=load, path=args.config, admin=not in_worker, watch=not in_worker,
-                                 worker_dir=worker_dir, reuse_port=in_worker))
+                                 worker_dir=worker_dir, reuse_port=in_worker, warnings=tuple(warnings)))
     except StartupError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
@@ -86,7 +92,13 @@ def _check(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     config, warnings = loaded
-    notes, unreachable = ([], []) if args.offline else asyncio.run(provider_report(config))
+    notes, unreachable, wrong = ([], [], []) if args.offline else asyncio.run(provider_report(config))
+    if wrong:  # a provider that names another issuer never gives keys: as fatal as a load error
+        for problem in wrong:
+            print(problem, file=sys.stderr)
+        print(f"{len(wrong)} problem(s); the gateway would answer 503 on the routes of that provider",
+              file=sys.stderr)
+        return 2
     warnings = warnings + unreachable
     summary = f", {len(warnings)} warning(s)" if warnings else ""
     print(f"{args.config}: OK, {len(config.providers)} provider(s), {len(config.routes.routes)} route(s){summary}")
@@ -120,6 +132,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
+    from gateway.config.loader import ConfigError
     from gateway.tools.rule_tests import load_cases, report, run_cases
 
     loaded = _load(_loader(args))
@@ -136,19 +149,37 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from gateway.tools.devissuer import DevKeys, access_token_claims
+    from gateway.tools.dev_keys import NoKey, access_token_claims
+    from gateway.tools.dev_tokens import ClaimArgumentError, extra_claims, key_for_token, no_key_message
 
-    keys = DevKeys.load_or_create(args.key_dir)
-    claims = access_token_claims(args.scope, args.sub, args.ttl, args.issuer, args.audience)
+    try:  # the arguments first: a wrong one is named even where there is no key yet
+        extra = extra_claims(args.claims, args.claim)
+    except ClaimArgumentError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.cert_bound is not None and args.dpop_key is not None:
+        print("--cert-bound and --dpop-key: a token is bound one way, choose one", file=sys.stderr)
+        return 2
+    if args.dpop_key is not None:
+        extra = {**extra, "cnf": {"jkt": _client_key(args.dpop_key).jkt}}
     if args.cert_bound is not None:
         from gateway.tools.devcerts import certificate_confirmation
 
         try:
-            claims["cnf"] = certificate_confirmation(args.cert_bound)
+            extra = {**extra, "cnf": certificate_confirmation(args.cert_bound)}
         except (OSError, ValueError) as exc:
             print(f"--cert-bound {args.cert_bound}: {exc}", file=sys.stderr)
             return 2
+    try:
+        keys, created = key_for_token(args.key_dir, args.new_key)
+    except NoKey:
+        print(no_key_message(args.key_dir), file=sys.stderr)
+        return 2
+    claims = access_token_claims(args.scope, args.sub, args.ttl, args.issuer, args.audience, extra)
     print(keys.mint(claims))
+    made = "a NEW key" if created else "key"
+    print(f"signed with {made} kid {keys.kid} from {keys.folder.resolve()}/ (iss {claims.get('iss')}, "
+          f"aud {claims.get('aud')})", file=sys.stderr)
     return 0
 
 
@@ -163,17 +194,39 @@ def _devcerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_key(path: str):
+    from gateway.tools.dpop_proof import ClientKey
+
+    try:
+        return ClientKey.load(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SystemExit(f"cannot read the DPoP key {path!r}: {exc}; make one with "
+                         "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out client.pem")
+
+
+def _dpop_proof(args: argparse.Namespace) -> int:
+    print(_client_key(args.key).proof(args.method, args.url, args.token, args.nonce))
+    return 0
+
+
 def _devissuer(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.config.loader import parse_listen
-    from gateway.tools.devissuer import DevKeys, issuer_app
+    from gateway.tools.dev_keys import BadClients, DevKeys
+    from gateway.tools.devissuer import issuer_app
 
     host, port = parse_listen(args.listen)
     keys = DevKeys.load_or_create(args.key_dir)
+    try:
+        keys.clients()
+    except BadClients as exc:
+        print(exc, file=sys.stderr)
+        return 2
     issuer = args.issuer or f"http://{args.listen}/"
     print(f"DEVELOPMENT ISSUER on http://{args.listen}/ (issuer {issuer}): for local use only; "
-          f"its keys in {args.key_dir}/ let anyone mint tokens", file=sys.stderr, flush=True)
+          f"its keys in {args.key_dir}/ let anyone mint tokens; clients in {args.key_dir}/clients.json",
+          file=sys.stderr, flush=True)
     web.run_app(issuer_app(keys, issuer, args.audience), host=host, port=port, print=None)
     return 0
 
@@ -186,10 +239,10 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gateway.tools.dev_keys import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_DIR
     from gateway.tools.devcerts import DEFAULT_DIR as DEFAULT_CERT_DIR
-    from gateway.tools.devissuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_DIR
 
-    parser = argparse.ArgumentParser(prog="python -m gateway", description="JWT auth gateway")
+    parser = argparse.ArgumentParser(prog="gateway", description="JWT auth gateway")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gateway")
@@ -227,19 +280,38 @@ def main(argv: list[str] | None = None) -> int:
     test.set_defaults(run=_test)
 
     token = commands.add_parser("token", help="print a token signed by the development issuer's key")
-    token.add_argument("--scope", default="", help='space-separated scopes, e.g. "read:user read:admin"')
+    token.add_argument("--scope", help='space-separated scopes, e.g. "read:user read:admin" (default: no scope claim)')
     token.add_argument("--sub", default="dev-user", help="subject (default dev-user)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
-    token.add_argument("--issuer", default=DEFAULT_ISSUER)
-    token.add_argument("--audience", default=DEFAULT_AUDIENCE)
-    token.add_argument("--key-dir", default=DEFAULT_KEY_DIR)
+    token.add_argument("--claim", action="append", default=[], metavar="NAME=VALUE",
+                       help="an extra claim, repeatable; NAME as it appears in the token (no brackets, "
+                            "even for a URL); VALUE is read as JSON when it parses, else as a string")
+    token.add_argument("--claims", help="extra claims as one JSON object; --claim NAME=VALUE items win over it")
+    token.add_argument("--issuer", default=os.environ.get("AUTH_ISSUER") or DEFAULT_ISSUER,
+                       help=f"iss (default $AUTH_ISSUER, as config/routes.yaml reads it, else {DEFAULT_ISSUER})")
+    token.add_argument("--audience", default=os.environ.get("AUTH_AUDIENCE") or DEFAULT_AUDIENCE,
+                       help=f"aud (default $AUTH_AUDIENCE, else {DEFAULT_AUDIENCE})")
+    token.add_argument("--key-dir", default=DEFAULT_KEY_DIR, help=f"the signing key's folder (default {DEFAULT_KEY_DIR})")
+    token.add_argument("--new-key", action="store_true",
+                       help="create a signing key in --key-dir if it has none (a gateway trusting another key "
+                            "refuses its tokens)")
     token.add_argument("--cert-bound", metavar="CERT_PEM",
                        help="bind the token to this client certificate (cnf x5t#S256, RFC 8705)")
+    token.add_argument("--dpop-key", metavar="KEY.pem",
+                       help="bind the token to this client key (cnf.jkt): it is then accepted only with DPoP proofs")
     token.set_defaults(run=_token)
 
     certs = commands.add_parser("devcerts", help="make a local CA, a localhost server and a client certificate")
     certs.add_argument("--dir", default=DEFAULT_CERT_DIR, help=f"where to write them (default {DEFAULT_CERT_DIR})")
     certs.set_defaults(run=_devcerts)
+
+    proof = commands.add_parser("dpop-proof", help="print a DPoP proof for one request (curl -H \"DPoP: ...\")")
+    proof.add_argument("--key", required=True, metavar="KEY.pem", help="the client's EC P-256 or RSA private key")
+    proof.add_argument("method", help="HTTP method, e.g. GET")
+    proof.add_argument("url", help="the URL as the client sends it, e.g. http://127.0.0.1:8080/user")
+    proof.add_argument("--token", help="the access token the proof goes with (its hash becomes ath)")
+    proof.add_argument("--nonce", help="a nonce the gateway sent in DPoP-Nonce")
+    proof.set_defaults(run=_dpop_proof)
 
     issuer = commands.add_parser("devissuer", help="run the local development issuer")
     issuer.add_argument("--listen", default="127.0.0.1:9000")

@@ -6,8 +6,26 @@ carry RFC 6750 `WWW-Authenticate` challenges.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDict
+
+BEARER, DPOP = "Bearer", "DPoP"  # authorization schemes (RFC 6750, RFC 9449)
+
+
+@dataclass(frozen=True)
+class Challenges:
+    """The schemes a route accepts, each named by a challenge in its 401s and 403s."""
+
+    bearer: bool = True
+    dpop_algs: tuple[str, ...] = ()  # non-empty: DPoP is accepted, with proofs signed by these
+
+    def schemes(self) -> tuple[str, ...]:
+        return ((BEARER,) if self.bearer else ()) + ((DPOP,) if self.dpop_algs else ())
+
+
+BEARER_ONLY = Challenges()
 
 # The Server header of every answer the gateway makes itself (and of forwarded answers whose upstream
 # sent none): no product version to look up vulnerabilities by.  aiohttp would add its own, with versions.
@@ -18,31 +36,44 @@ class Rejection(Exception):
     """A request the gateway answers itself instead of forwarding."""
 
     def __init__(self, status: int, code: str, description: str,
-                 headers: dict[str, str] | None = None, scopes: tuple[str, ...] = ()):
+                 headers: dict[str, str] | None = None, scopes: tuple[str, ...] = (),
+                 challenge_error: str | None = None):
         super().__init__(description)
         self.status = status
         self.code = code
         self.description = description
         self.headers = headers or {}
         self.scopes = scopes
+        self.challenge_error = challenge_error  # the challenge's error= when it is not invalid_token
 
-    def response(self, realm: str) -> web.Response:
-        headers = {"Server": SERVER, **self.headers}
-        if self.status in (401, 403):
-            headers["WWW-Authenticate"] = self._challenge(realm)
+    def response(self, realm: str, challenges: Challenges = BEARER_ONLY, scheme: str | None = BEARER) -> web.Response:
+        """`scheme`: the one the request's token came with (None: no token was read); its challenge carries
+        the error (RFC 9449 §7.1), alongside the challenges of every scheme the route accepts."""
+        headers = CIMultiDict({"Server": SERVER, **self.headers})
+        if self.status == 401 or self.code == "insufficient_scope":
+            for challenge in self._challenges(realm, challenges, scheme):
+                headers.add("WWW-Authenticate", challenge)
         body = json.dumps({"code": self.code, "description": self.description}).encode()
         return web.Response(status=self.status, body=body, headers=headers,
                             content_type="application/json")
 
-    def _challenge(self, realm: str) -> str:
-        if self.code == "authorization_header_missing":
-            return f'Bearer realm="{_quoted(realm)}"'
-        error = "insufficient_scope" if self.status == 403 else "invalid_token"
-        challenge = (f'Bearer realm="{_quoted(realm)}", error="{error}", '
-                     f'error_description="{_quoted(self.description)}"')
-        if self.scopes:
-            challenge += f', scope="{_quoted(" ".join(self.scopes))}"'
-        return challenge
+    def _challenges(self, realm: str, challenges: Challenges, scheme: str | None) -> list[str]:
+        accepted = challenges.schemes()
+        if scheme is None:
+            scheme = accepted[0] if accepted else BEARER
+        schemes = [name for name in (BEARER, DPOP) if name in accepted or name == scheme]
+        result = []
+        for name in schemes:
+            params = [f'realm="{_quoted(realm)}"']
+            if name == scheme and self.code != "authorization_header_missing":
+                error = self.challenge_error or ("insufficient_scope" if self.status == 403 else "invalid_token")
+                params += [f'error="{error}"', f'error_description="{_quoted(self.description)}"']
+                if self.scopes:
+                    params.append(f'scope="{_quoted(" ".join(self.scopes))}"')
+            if name == DPOP and challenges.dpop_algs:
+                params.append(f'algs="{" ".join(challenges.dpop_algs)}"')
+            result.append(f"{name} " + ", ".join(params))
+        return result
 
 
 def _quoted(text: str) -> str:
@@ -54,6 +85,24 @@ def unauthorized(code: str, description: str) -> Rejection:
     return Rejection(401, code, description)
 
 
+def invalid_dpop_proof(description: str) -> Rejection:
+    return Rejection(401, "invalid_dpop_proof", description, challenge_error="invalid_dpop_proof")
+
+
+def use_dpop_nonce(nonce: str, description: str) -> Rejection:
+    """RFC 9449 §8: the client retries with this nonce in a new proof."""
+    return Rejection(401, "use_dpop_nonce", description, {"DPoP-Nonce": nonce}, challenge_error="use_dpop_nonce")
+
+
+def replay_store_unavailable(description: str) -> Rejection:
+    return Rejection(503, "replay_store_unavailable", description, {"Retry-After": "1"})
+
+
+def token_expired_during_stream() -> Rejection:
+    return unauthorized("token_expired_during_stream",
+                        "the token expired while the request body was still arriving; send it with a fresh token")
+
+
 def missing_token() -> Rejection:
     return unauthorized("authorization_header_missing",
                         "Authorization header is expected: send 'Authorization: Bearer <token>'")
@@ -61,6 +110,14 @@ def missing_token() -> Rejection:
 
 def insufficient_scope(description: str, scopes: tuple[str, ...]) -> Rejection:
     return Rejection(403, "insufficient_scope", description, scopes=scopes)
+
+
+def csrf_origin_mismatch(header: str | None) -> Rejection:
+    """An unsafe request with a cookie token whose Origin (or Referer) is not one the route allows."""
+    shown = f"its {header} is not one of this route's csrf_origins" if header else "it has neither Origin nor Referer"
+    return Rejection(403, "csrf_origin_mismatch",
+                     f"this route reads its token from a cookie, so unsafe requests must come from an allowed origin; "
+                     f"{shown}")
 
 
 def bad_request(code: str, description: str) -> Rejection:

@@ -1,7 +1,9 @@
 import pytest
 
+pytest_plugins = ["tests.support.tls"]  # the TLS fixtures (certs, tls_gateway, bound_token) for every folder
+
 from tests.support.keys import ProviderServer, SigningKey, claims
-from tests.support.processes import GatewayProcess, start_flask_upstream, stop_process
+from tests.support.processes import GatewayProcess, RedisServer, start_flask_upstream, stop_process
 from tests.support.upstream import EchoUpstream
 
 
@@ -58,11 +60,20 @@ def gateway_process(tmp_path, rsa_key):
     """`await gateway_process(upstream_url, extra=...)`: a started gateway process, killed at teardown."""
     started: list[GatewayProcess] = []
 
-    async def start(upstream_url: str, extra: str = "") -> GatewayProcess:
-        process = GatewayProcess(tmp_path / f"gateway{len(started)}", upstream_url, rsa_key, extra)
+    async def start(upstream_url: str, extra: str = "", provider_extra: str = "") -> GatewayProcess:
+        process = GatewayProcess(tmp_path / f"gateway{len(started)}", upstream_url, rsa_key, extra,
+                                 provider_extra=provider_extra)
         started.append(process)
         return await process.start()
 
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server (Debian's; `make test` installs it) on a free port, nothing persisted; stopped after."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

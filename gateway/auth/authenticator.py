@@ -1,29 +1,48 @@
-"""Authenticator: the token cache in front of the verifier, with the same checks on both paths."""
+"""Authenticator: the token cache in front of the verifier, with the same checks on both paths.
+
+A cached token skips the signature check, never its binding: a DPoP proof (or
+its absence) is checked on every request, hit or miss.
+"""
 from __future__ import annotations
 
 import time
 
 from gateway import errors
+from gateway.auth.dpop import DpopChecker, ProofRequest, check_unproven
 from gateway.auth.identity import Identity
 from gateway.auth.jwks_cache import JwksCache
 from gateway.auth.token_cache import TokenCache
-from gateway.auth.verifier import Verifier
+from gateway.auth.verifier import Verifier, issuer_not_accepted
 
 
 class Authenticator:
-    def __init__(self, caches: dict[str, JwksCache], token_cache: TokenCache, clock=time.time):
+    def __init__(self, caches: dict[str, JwksCache], token_cache: TokenCache, clock=time.time,
+                 dpop: DpopChecker | None = None):
         self.caches = caches
         self.verifier = Verifier(caches, clock)
         self.token_cache = token_cache
         self.clock = clock
+        self.dpop = dpop  # None: no proof can be checked, so DPoP requests are refused
 
-    async def authenticate(self, token: str, allowed: frozenset[str] | None) -> Identity:
+    async def authenticate(self, credential: str | ProofRequest, allowed: frozenset[str] | None) -> Identity:
+        """`credential`: a bearer token alone, or a token with its DPoP header(s) and request facts."""
+        token = credential if type(credential) is str else credential.token
+        identity = await self._identity(token, allowed)
+        if type(credential) is str:
+            check_unproven(identity)
+        elif self.dpop is None:
+            raise errors.unauthorized("invalid_token", "DPoP proofs are not checked here; send a bearer token")
+        else:
+            await self.dpop.check(identity, self.caches[identity.provider].provider, credential)
+        return identity
+
+    async def _identity(self, token: str, allowed: frozenset[str] | None) -> Identity:
         now = self.clock()
         identity = self.token_cache.get(token, now)
         if identity is not None and self.caches[identity.provider].holds(*identity.key_ref):
             if allowed is not None and identity.provider not in allowed:
-                raise errors.unauthorized(
-                    "invalid_token", f"tokens from provider {identity.provider!r} are not accepted on this route")
+                raise issuer_not_accepted(self.caches[identity.provider].provider, allowed,
+                                          (cache.provider for cache in self.caches.values()))
             return identity
         if identity is not None:
             self.token_cache.discard(token)  # its key was rotated out: verify again, likely to fail

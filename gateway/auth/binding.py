@@ -22,7 +22,9 @@ from gateway.auth.identity import Identity
 BINDING_HEADER = "X-Auth-Binding"  # which binding the upstream can rely on: "mtls"
 CLIENT_CERT_HEADER = "X-Auth-Client-Cert-Sha256"  # the verified client certificate's thumbprint
 MTLS = "mtls"
+DPOP_BINDING = "dpop"
 X5T_S256 = "x5t#S256"
+JKT = "jkt"
 _SHA256_B64URL = re.compile(r"[A-Za-z0-9_-]{43}\Z")
 
 
@@ -32,17 +34,30 @@ def certificate_thumbprint(der: bytes) -> str:
 
 
 def confirmation_headers(claims: dict) -> tuple[tuple[str, str], ...]:
-    """The identity headers a token's `cnf` adds, read at verification; a `cnf` that cannot be checked is a 401."""
+    """The identity headers a token's `cnf` adds, read at verification; a `cnf` that cannot be checked is a 401.
+
+    `cnf.jkt` (RFC 9449 §6.1) binds the token to a DPoP key: its proofs are checked on every
+    request by auth/dpop.py, and the binding header says `dpop`.
+    """
     cnf = claims.get("cnf")
     if cnf is None:
         return ()
     if not isinstance(cnf, dict):
         raise errors.unauthorized("invalid_token", "token cnf claim must be a JSON object (RFC 7800)")
+    if JKT in cnf:
+        if X5T_S256 in cnf:
+            raise errors.unauthorized("invalid_token", f"token is bound both to a DPoP key and to a certificate "
+                                                       f"(cnf {JKT} and {X5T_S256}); this gateway checks one binding")
+        if not isinstance(cnf[JKT], str) or not _SHA256_B64URL.match(cnf[JKT]):
+            raise errors.unauthorized("invalid_token", "token cnf.jkt must be the base64url SHA-256 JWK thumbprint "
+                                                       "of a DPoP key (43 characters, RFC 9449)")
+        return ((BINDING_HEADER, DPOP_BINDING),)
     thumbprint = cnf.get(X5T_S256)
     if thumbprint is None:
         members = ", ".join(sorted(str(k) for k in cnf)) or "none"
         raise errors.unauthorized("invalid_token", f"token is bound by cnf member(s) {members}, which this gateway "
-                                                   f"cannot check; it checks {X5T_S256} (RFC 8705)")
+                                                   f"cannot check; it checks {X5T_S256} (RFC 8705) and {JKT} "
+                                                   "(RFC 9449)")
     if not isinstance(thumbprint, str) or not _SHA256_B64URL.match(thumbprint):
         raise errors.unauthorized("invalid_token", f"token cnf {X5T_S256} must be the base64url SHA-256 "
                                                    "of a certificate (43 characters)")
@@ -66,8 +81,10 @@ def check_binding(identity: Identity, presented: str | None, binding_required: b
     if binding is None:
         if binding_required:
             raise errors.unauthorized("invalid_token", f"provider {identity.provider!r} accepts only "
-                                                       "certificate-bound tokens (token_binding: required); "
+                                                       "sender-constrained tokens (token_binding: required); "
                                                        "this token has no cnf binding")
+        return
+    if binding == DPOP_BINDING:  # its proof was checked by the authenticator (auth/dpop.py)
         return
     expected = identity.claims["cnf"][X5T_S256]
     if presented is None or not hmac.compare_digest(expected, presented):

@@ -7,9 +7,11 @@ literally, so claims whose names contain dots or slashes can be reached:
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MISSING = object()
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class ClaimPathError(ValueError):
@@ -20,6 +22,7 @@ def parse_claim_path(text: str) -> tuple[str, ...]:
     if not isinstance(text, str) or not text:
         raise ClaimPathError("a claim path must be a non-empty string")
     segments: list[str] = []
+    bare: list[str] = []  # segments written without brackets
     position = 0
     while position < len(text):
         if text[position] == "[":
@@ -38,6 +41,7 @@ def parse_claim_path(text: str) -> tuple[str, ...]:
             segment = text[position:end]
             if "]" in segment:
                 raise ClaimPathError(f"stray ']' in claim path {text!r}")
+            bare.append(segment)
             position = end
         if not segment:
             raise ClaimPathError(f"empty segment in claim path {text!r}")
@@ -46,6 +50,10 @@ def parse_claim_path(text: str) -> tuple[str, ...]:
             position += 1  # the '.'
             if position == len(text):
                 raise ClaimPathError(f"claim path {text!r} ends with '.'")
+    if any("/" in segment for segment in bare) or _URL_START.match(text):
+        raise ClaimPathError(f"claim path {text!r} would be read as the nested names "
+                             f"{' > '.join(repr(s) for s in segments)}, a URL split at its dots; a claim named "
+                             f"by a URL is written in square brackets: '[{text}]'")
     return tuple(segments)
 
 

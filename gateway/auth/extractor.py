@@ -1,5 +1,8 @@
 """Bearer extractor: finds exactly one well-formed compact JWS in the request, or says why not.
 
+`Authorization: Bearer <token>` (RFC 6750) and `Authorization: DPoP <token>` (RFC 9449 §7.1)
+are read alike; which scheme carried the token decides whether a DPoP proof must come with it.
+
 Everything here runs before any JSON or crypto work, so oversized or oddly
 shaped input is refused cheaply and never reaches the parser.
 """
@@ -10,12 +13,14 @@ import re
 from multidict import CIMultiDictProxy
 
 from gateway import errors
+from gateway.errors import BEARER, DPOP
 
+_SCHEMES = {"bearer": BEARER, "dpop": DPOP}  # auth-schemes are case-insensitive (RFC 9110 §11.1)
 _JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")
 
 
-def extract_bearer(headers: CIMultiDictProxy, max_token_bytes: int) -> str | None:
-    """The token from `Authorization: Bearer <token>`, None when there is no header."""
+def extract_authorization(headers: CIMultiDictProxy, max_token_bytes: int) -> tuple[str, str] | None:
+    """(scheme, token) from `Authorization: Bearer <token>` or `DPoP <token>`, None when there is no header."""
     values = headers.getall("Authorization", ())
     if not values:
         return None
@@ -24,13 +29,14 @@ def extract_bearer(headers: CIMultiDictProxy, max_token_bytes: int) -> str | Non
     parts = values[0].split()
     if not parts:
         raise errors.unauthorized("invalid_header", "Authorization header is empty; send 'Bearer <token>'")
-    if parts[0].lower() != "bearer":
-        raise errors.unauthorized("invalid_header", "Authorization header must start with Bearer")
+    scheme = _SCHEMES.get(parts[0].lower())
+    if scheme is None:
+        raise errors.unauthorized("invalid_header", "Authorization header must start with Bearer (or DPoP)")
     if len(parts) == 1:
-        raise errors.unauthorized("invalid_header", "Token not found after Bearer")
+        raise errors.unauthorized("invalid_header", f"Token not found after {scheme}")
     if len(parts) > 2:
-        raise errors.unauthorized("invalid_header", "Authorization header must be 'Bearer <token>' with one token")
-    return check_token(parts[1], max_token_bytes)
+        raise errors.unauthorized("invalid_header", f"Authorization header must be '{scheme} <token>' with one token")
+    return scheme, check_token(parts[1], max_token_bytes)
 
 
 def check_token(token: str, max_token_bytes: int) -> str:

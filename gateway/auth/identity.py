@@ -10,11 +10,12 @@ from __future__ import annotations
 import marshal
 from typing import Any, Mapping
 
-FIELDS = ("provider", "issuer", "subject", "claims", "scopes", "expires_at", "upstream_headers", "key_ref")
+FIELDS = ("provider", "issuer", "subject", "claims", "scopes", "expires_at", "upstream_headers", "key_ref", "jkt")
 
 
 class Identity:
-    __slots__ = ("provider", "issuer", "subject", "_claims", "scopes", "expires_at", "upstream_headers", "key_ref")
+    __slots__ = ("provider", "issuer", "subject", "_claims", "scopes", "expires_at", "upstream_headers", "key_ref",
+                 "jkt")
     provider: str
     issuer: str
     subject: str | None
@@ -22,10 +23,11 @@ class Identity:
     expires_at: float  # exp plus leeway, epoch seconds
     upstream_headers: tuple[tuple[str, str], ...]
     key_ref: tuple  # (kid, alg, key object) that verified it: revoked once the JWKS drops it
+    jkt: str | None  # cnf.jkt: the thumbprint of the DPoP key the token is bound to (RFC 9449 §6)
 
     def __init__(self, provider: str, issuer: str, subject: str | None, claims: Mapping[str, Any] | tuple[bytes, int],
                  scopes: frozenset[str], expires_at: float, upstream_headers: tuple[tuple[str, str], ...],
-                 key_ref: tuple):
+                 key_ref: tuple, jkt: str | None = None):
         self.provider = provider
         self.issuer = issuer
         self.subject = subject
@@ -34,6 +36,7 @@ class Identity:
         self.expires_at = expires_at
         self.upstream_headers = upstream_headers
         self.key_ref = key_ref
+        self.jkt = jkt
 
     @property
     def claims(self) -> Mapping[str, Any]:

@@ -2,18 +2,22 @@
 
 Keys are parsed once into python-jose key objects per (kid, algorithm), so a
 request only does a dict lookup.  Refreshes run in the background before the
-`Cache-Control: max-age` runs out; an unknown `kid` may trigger one extra
-refresh, shared by every waiting request and at most once per cooldown, so a
-flood of made-up kids costs O(1) fetches.  A failed refresh keeps the last
-good keys and retries with backoff.
+`Cache-Control: max-age` runs out; an unknown `kid` triggers one extra
+refresh at its first use, shared by every waiting request.  The cooldown
+counts only from unknown-kid and failed refreshes (never from the start-up or
+background fetches, or a key published just after one would be refused for a
+whole cooldown), so a flood of made-up kids still costs O(1) fetches.  A
+failed refresh keeps the last good keys and retries with backoff.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,10 +31,22 @@ log = logging.getLogger("gateway.jwks")
 _CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)")
 MIN_RSA_BITS = 2048
+_DUPLICATE_KID = "kid appears more than once; every copy is ignored"
 
 
 class FetchError(Exception):
     """A JWKS or discovery fetch that did not give usable keys; the message says why."""
+
+
+class IssuerMismatch(FetchError):
+    """The discovery document names another issuer: a config mistake, not a transient failure."""
+
+
+def issuer_difference(configured: str, named: object) -> str:
+    """The fix for a configured issuer that is not the one a provider names (its tokens' iss)."""
+    if isinstance(named, str) and configured.rstrip("/") == named.rstrip("/"):
+        return f"the trailing slash is the difference: write issuer: {named}"
+    return f"write issuer: {named} if that is the provider you mean (it must equal the tokens' iss exactly)"
 
 
 @dataclass
@@ -42,9 +58,10 @@ class JwksStats:
     last_success: float | None = None
     last_error: str | None = None
     key_count: int = 0
+    misconfigured: str | None = None  # set by an IssuerMismatch: retrying cannot help
 
 
-def _fits(jwk_dict: dict, algorithm: str) -> bool:
+def key_fits(jwk_dict: dict, algorithm: str) -> bool:
     kty = jwk_dict.get("kty")
     if algorithm.startswith("RS"):
         return kty == "RSA"
@@ -56,7 +73,7 @@ def _fits(jwk_dict: dict, algorithm: str) -> bool:
 _MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y")}
 
 
-def _construct(item: dict, algorithms: list[str], label: str) -> tuple[dict, str | None]:
+def construct_key(item: dict, algorithms: list[str], label: str) -> tuple[dict, str | None]:
     members = _MEMBERS.get(item.get("kty"), ())
     if not all(isinstance(item.get(name), str) and len(item[name]) <= 2048 for name in members):
         return {}, f"{label}: {', '.join(members)} must be base64url strings of sane length"
@@ -86,6 +103,9 @@ def build_keys(document: object, algorithms: tuple[str, ...], reuse: dict[str, d
     by_canonical: dict[str, dict] = {}
     duplicated: set = set()
     skipped: list[str] = []
+    # counted over every entry, usable or not: a copy skipped for another reason still makes the kid ambiguous
+    kid_copies = Counter(item["kid"] for item in document["keys"]
+                         if isinstance(item, dict) and isinstance(item.get("kid"), str))
     for index, item in enumerate(document["keys"]):
         label = f"key #{index}"
         if not isinstance(item, dict):
@@ -96,6 +116,9 @@ def build_keys(document: object, algorithms: tuple[str, ...], reuse: dict[str, d
             skipped.append(f"{label}: kid is not a string")
             continue
         label = f"key {kid!r}" if kid is not None else label
+        if kid_copies[kid] > 1:
+            skipped.append(f"{label}: {_DUPLICATE_KID}")
+            continue
         if item.get("use", "sig") != "sig":
             skipped.append(f"{label}: use is {item.get('use')!r}, not 'sig'")
             continue
@@ -105,19 +128,19 @@ def build_keys(document: object, algorithms: tuple[str, ...], reuse: dict[str, d
         if "d" in item or "k" in item:
             skipped.append(f"{label}: private or symmetric key material is never used from a JWKS")
             continue
-        wanted = [a for a in algorithms if _fits(item, a) and item.get("alg", a) == a]
+        wanted = [a for a in algorithms if key_fits(item, a) and item.get("alg", a) == a]
         if not wanted:
             skipped.append(f"{label}: kty {item.get('kty')!r} / alg {item.get('alg')!r} fits none of {algorithms}")
             continue
         canonical = json.dumps(item, sort_keys=True)
         built = (reuse or {}).get(canonical)
         if built is None:
-            built, problem = _construct(item, wanted, label)
+            built, problem = construct_key(item, wanted, label)
             if problem:
                 skipped.append(problem)
                 continue
-        if kid in keys or kid in duplicated:
-            skipped.append(f"{label}: kid appears more than once; every copy is ignored")
+        if kid in keys or kid in duplicated:  # keys without a kid: only one may be usable
+            skipped.append(f"{label}: {_DUPLICATE_KID}")
             keys.pop(kid, None)
             duplicated.add(kid)
             continue
@@ -154,9 +177,11 @@ class JwksCache:
         self.keys: dict[object, dict[str, object]] = {}
         self._by_canonical: dict[str, dict] = {}
         self.loaded = False
+        self.in_service = True  # False while a reload only tries these keys out: no route depends on them yet
         self.jwks_uri = provider.jwks_uri
         self._refresh: asyncio.Task | None = None
-        self._last_attempt = float("-inf")
+        self._refresh_for_kid = False  # was the refresh under way started for an unknown kid?
+        self._cooldown_from = float("-inf")  # the last unknown-kid or failed refresh
         self._runner: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -215,20 +240,28 @@ class JwksCache:
         key = self.lookup(kid, algorithm)
         if key is not None or kid in self.keys or self.provider.static_jwks is not None:
             return key
-        if self._refresh is None and self.clock() - self._last_attempt < self.policy.cooldown:
-            return None  # refreshed moments ago: this kid is simply not published
-        self.stats.unknown_kid_refreshes += self._refresh is None
+        if self._refresh is not None and not self._refresh_for_kid:
+            # a background fetch under way may have left before the key was published: let it land, look again
+            with contextlib.suppress(FetchError):
+                await self._shared_refresh()
+            if kid in self.keys:
+                return self.lookup(kid, algorithm)
+        if self._refresh is None:
+            if self.clock() - self._cooldown_from < self.policy.cooldown:
+                return None  # looked for unknown kids (or failed) moments ago: this kid is simply not published
+            self.stats.unknown_kid_refreshes += 1
+            self._cooldown_from = self.clock()
         try:
-            await self._shared_refresh()
+            await self._shared_refresh(for_unknown_kid=True)
         except FetchError:
             return None
         return self.lookup(kid, algorithm)
 
     # -- fetching ----------------------------------------------------------
-    async def _shared_refresh(self) -> float:
+    async def _shared_refresh(self, for_unknown_kid: bool = False) -> float:
         """Run one refresh, or join the one under way; returns the TTL to use."""
         if self._refresh is None:
-            self._last_attempt = self.clock()
+            self._refresh_for_kid = for_unknown_kid
             self._refresh = asyncio.create_task(self._fetch_and_install())
             self._refresh.add_done_callback(self._refresh_done)
         return await asyncio.shield(self._refresh)
@@ -252,8 +285,15 @@ class JwksCache:
                 log.exception("provider %s: unexpected error while refreshing keys", self.provider.name)
                 exc = FetchError(f"unexpected {exc.__class__.__name__} while refreshing keys")
             self.stats.failures += 1
+            self._cooldown_from = self.clock()
             self.stats.last_error = str(exc)
-            kept = "keeping the last good keys" if self.loaded else "protected routes answer 503 until it works"
+            self.stats.misconfigured = str(exc) if isinstance(exc, IssuerMismatch) else None
+            if self.loaded:
+                kept = "keeping the last good keys"
+            elif self.in_service:
+                kept = "protected routes answer 503 until it works"
+            else:
+                kept = "the new rules are not applied without these keys"
             log.warning("provider %s: key refresh failed: %s; %s", self.provider.name, exc, kept)
             raise exc from None
         if max_age is None:
@@ -286,9 +326,9 @@ class JwksCache:
                 problems.append(f"{url} is not a JSON object")
                 continue
             if document.get("issuer") != self.provider.issuer:
-                raise FetchError(
-                    f"discovery document at {url} names issuer {document.get('issuer')!r}, "
-                    f"not the configured {self.provider.issuer!r}; fix 'issuer' (trailing slash matters)"
+                raise IssuerMismatch(
+                    f"discovery document at {url} names issuer {document.get('issuer')!r}, not the configured "
+                    f"{self.provider.issuer!r}; {issuer_difference(self.provider.issuer, document.get('issuer'))}"
                 )
             uri = document.get("jwks_uri")
             try:

@@ -66,18 +66,27 @@ class ClaimCondition:
     def check(self, claims: Any) -> Denial | None:
         actual = lookup(claims, self.path)
         name = format_claim_path(self.path)
-        if self.kind == "present":
-            if (actual is not MISSING) == self.present:
+        if self.kind == "present":  # null is absent, as in required_claims
+            if (actual is not MISSING and actual is not None) == self.present:
                 return None
-            return Denial(f"claim {name} must {'' if self.present else 'not '}be present")
+            return Denial(f"claim {name} must {self.wording()}")
         if self.kind == "all_of":
             ok = all(_has(actual, value) for value in self.values)
         else:  # equals and one_of
             ok = any(_has(actual, value) for value in self.values)
         if ok:
             return None
+        return Denial(f"claim {name} must {self.wording()}")
+
+    def wording(self) -> str:
+        """The whole condition with its values, as a verb phrase: "equal 'analyst'", "include one of 'a', 'b'"."""
+        if self.kind == "present":
+            return "be present" if self.present else "not be present"
         wanted = ", ".join(repr(v) for v in self.values)
-        return Denial(f"claim {name} must {self.kind.replace('_', ' ')} {wanted}")
+        return {"equals": "equal", "one_of": "include one of", "all_of": "include all of"}[self.kind] + f" {wanted}"
+
+    def describe(self) -> str:
+        return f"claim {format_claim_path(self.path)} must {self.wording()}"
 
 
 class AccessRule:
@@ -85,6 +94,11 @@ class AccessRule:
 
     def check(self, identity: Identity) -> Denial | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def accepted_providers(self) -> frozenset[str] | None:
+        """The providers whose tokens can ever satisfy this rule (None: any).  The loader hoists them to the
+        route, so a token from any other provider is refused as the route's own `providers:` refuses it."""
+        return None
 
     def describe(self) -> str:  # pragma: no cover - interface
         raise NotImplementedError
@@ -144,10 +158,13 @@ class Requirement(AccessRule):
         if self.any_scopes:
             parts.append("any of scopes " + " ".join(sorted(self.any_scopes)))
         for condition in self.claims:
-            parts.append(f"claim {format_claim_path(condition.path)} {condition.kind}")
+            parts.append(condition.describe())
         if self.providers is not None:
             parts.append("providers " + ",".join(sorted(self.providers)))
         return "; ".join(parts) or "authenticated"
+
+    def accepted_providers(self) -> frozenset[str] | None:
+        return self.providers
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,9 @@ class AllOf(AccessRule):
 
     def describe(self) -> str:
         return "all of (" + " | ".join(r.describe() for r in self.rules) + ")"
+
+    def accepted_providers(self) -> frozenset[str] | None:
+        return intersect_providers(r.accepted_providers() for r in self.rules)
 
 
 @dataclass(frozen=True)
@@ -181,3 +201,16 @@ class AnyOf(AccessRule):
 
     def describe(self) -> str:
         return "any of (" + " | ".join(r.describe() for r in self.rules) + ")"
+
+    def accepted_providers(self) -> frozenset[str] | None:
+        accepted = [r.accepted_providers() for r in self.rules]
+        return None if None in accepted else frozenset().union(*accepted)
+
+
+def intersect_providers(sets) -> frozenset[str] | None:
+    """Providers allowed by every restriction (None: no restriction at all)."""
+    result = None
+    for accepted in sets:
+        if accepted is not None:
+            result = accepted if result is None else result & accepted
+    return result

@@ -8,7 +8,7 @@ tokens it signed at the next refresh.
 
 Each entry is one bytes object of at least `MIN_ENTRY_BYTES`, a size CPython takes
 from malloc rather than from its small-object arenas: the Identity's per-token parts
-packed with `marshal` (subject and headers, unpacked by every hit; then the claims,
+packed with `marshal` (subject, headers and DPoP binding, unpacked by every hit; then the claims,
 unpacked only when a rule reads them), then its expiry and the number of a shared
 "profile" (provider, issuer, scope set, key) that many tokens have in common.  Kept as
 Identity objects, an entry was ~25 small objects; spread over 1 MiB arenas among the
@@ -72,15 +72,15 @@ class TokenCache:
             self.misses += 1
             return None
         provider, issuer, scopes, key_ref = self.profiles[number]
-        subject, headers = marshal.loads(entry)  # it reads one value and leaves what follows alone
+        subject, headers, jkt = marshal.loads(entry)  # it reads one value and leaves what follows alone
         self.hits += 1
-        return Identity(provider, issuer, subject, (entry, claims_at), scopes, expires_at, headers, key_ref)
+        return Identity(provider, issuer, subject, (entry, claims_at), scopes, expires_at, headers, key_ref, jkt)
 
     def put(self, token: str, identity: Identity) -> None:
         if self.max_entries <= 0:
             return
         try:
-            packed = marshal.dumps((identity.subject, identity.upstream_headers), _MARSHAL)
+            packed = marshal.dumps((identity.subject, identity.upstream_headers, identity.jkt), _MARSHAL)
             claims = marshal.dumps(identity.claims, _MARSHAL)
         except ValueError:  # something marshal cannot hold (never from the verifier): verify it again next time
             return

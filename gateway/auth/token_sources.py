@@ -21,7 +21,8 @@ from multidict import CIMultiDict
 from aiohttp._cookie_helpers import parse_cookie_header
 
 from gateway import errors
-from gateway.auth.extractor import check_token, extract_bearer
+from gateway.auth.extractor import check_token, extract_authorization
+from gateway.errors import BEARER
 
 HEADER, QUERY, COOKIE = "header", "query", "cookie"
 _NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -55,13 +56,20 @@ def describe_sources(sources: tuple[TokenSource, ...]) -> str:
     return " or ".join(source.describe() for source in sources)
 
 
-def find_token(request: web.BaseRequest, sources: tuple[TokenSource, ...], max_token_bytes: int) -> str | None:
-    """The one token the request carries in an allowed place, None when there is none."""
+def find_token(request: web.BaseRequest, sources: tuple[TokenSource, ...],
+               max_token_bytes: int) -> tuple[str, str] | None:
+    """(scheme, token): the one token the request carries in an allowed place, None when there is none.
+
+    Only the Authorization header can say DPoP; a query or cookie token is a bearer token."""
     found: list[tuple[TokenSource, str]] = []
+    scheme = BEARER
     for source in sources:
         if source.kind == HEADER:
-            token = extract_bearer(request.headers, max_token_bytes)
-            values = [] if token is None else [token]
+            presented = extract_authorization(request.headers, max_token_bytes)
+            values = []
+            if presented is not None:
+                scheme, token = presented
+                values.append(token)
         elif source.kind == QUERY:
             values = request.query.getall(source.name, [])
         else:
@@ -74,7 +82,14 @@ def find_token(request: web.BaseRequest, sources: tuple[TokenSource, ...], max_t
         places = sorted({source.describe() for source, _ in found})
         raise errors.ambiguous_token(" and ".join(places) if len(places) > 1 else f"{places[0]}, more than once")
     source, token = found[0]
-    return token if source.kind == HEADER else check_token(token, max_token_bytes)
+    return (scheme, token) if source.kind == HEADER else (BEARER, check_token(token, max_token_bytes))
+
+
+def cookie_token_present(headers, sources: tuple[TokenSource, ...]) -> bool:
+    """Does the request carry a cookie a token may come from (read as `find_token` reads it)?"""
+    names = {source.name for source in sources if source.kind == COOKIE}
+    return bool(names) and any(name in names for header in headers.getall("Cookie", ())
+                               for name, _ in parse_cookie_header(header))
 
 
 def query_without_tokens(query: str, sources: tuple[TokenSource, ...]) -> str:

@@ -14,7 +14,7 @@ import json
 import math
 import re
 import time
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
 
 from gateway import errors
-from gateway.auth.binding import BINDING_HEADER, CLIENT_CERT_HEADER, confirmation_headers
+from gateway.auth.binding import BINDING_HEADER, CLIENT_CERT_HEADER, DPOP_BINDING, JKT, confirmation_headers
 from gateway.auth.claim_path import MISSING, format_claim_path, lookup
 from gateway.config.model import ProviderConfig
 from gateway.auth.identity import Identity
@@ -132,7 +132,7 @@ _VERIFIED_HEADERS: dict[bytes, dict] = {}
 _VERIFIED_HEADERS_MAX = 256
 
 
-def _base64url_decode(part: bytes) -> bytes:
+def base64url_decode(part: bytes) -> bytes:
     """What python-jose's `base64url_decode` does (pad, map -_ to +/, lenient a2b_base64), in one C call."""
     return binascii.a2b_base64(part.translate(_FROM_BASE64URL) + _PADDING[len(part) % 4])
 
@@ -148,9 +148,9 @@ def split_token(token: str) -> SplitToken:
         data = token.encode("ascii")
         encoded_header, encoded_payload, encoded_signature = data.split(b".")
         header = _VERIFIED_HEADERS.get(encoded_header)  # shared: read, never modified
-        raw_header = _base64url_decode(encoded_header) if header is None else b""
-        raw_payload = _base64url_decode(encoded_payload)
-        signature = _base64url_decode(encoded_signature)
+        raw_header = base64url_decode(encoded_header) if header is None else b""
+        raw_payload = base64url_decode(encoded_payload)
+        signature = base64url_decode(encoded_signature)
     except ValueError:  # wrong part count, non-ASCII (UnicodeEncodeError), bad base64 (binascii.Error)
         raise errors.unauthorized("invalid_header",
                                   "token is not a JWT: its header or payload cannot be decoded") from None
@@ -219,6 +219,16 @@ def _scopes_header(scopes: frozenset[str]) -> str:
     return header
 
 
+def issuer_not_accepted(provider: ProviderConfig, allowed: frozenset[str],
+                        providers: Iterable[ProviderConfig]) -> errors.Rejection:
+    """401 for a valid provider's token on a route that accepts others: says the token's iss and the accepted ones
+    (as Envoy's jwt_authn does), whether the route says `providers:` or its rule does."""
+    accepted = sorted(p.issuer for p in providers if p.name in allowed)
+    which = f"accepted issuers: {', '.join(accepted)}" if accepted else "no issuer is accepted here"
+    return errors.unauthorized("invalid_token", f"the token's issuer {provider.issuer} is not accepted on this route; "
+                                                f"{which}")
+
+
 class Verifier:
     def __init__(self, caches: dict[str, JwksCache], clock=time.time):
         self.by_issuer: dict[str, tuple[ProviderConfig, JwksCache]] = {
@@ -240,7 +250,7 @@ class Verifier:
         payload = parse_json_object(raw_payload, "payload")
         provider, cache = self.provider_of(payload)
         if allowed is not None and provider.name not in allowed:
-            raise errors.unauthorized("invalid_token", f"tokens from provider {provider.name!r} are not accepted on this route")
+            raise issuer_not_accepted(provider, allowed, (known for known, _ in self.by_issuer.values()))
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in provider.algorithms:
             raise errors.unauthorized("invalid_header", f"token algorithm {algorithm!r} is not accepted; "
@@ -305,12 +315,14 @@ class Verifier:
         if subject is not None and (not isinstance(subject, str) or _has_control(subject)):
             raise errors.unauthorized("invalid_claims", "claim sub must be a string without control characters")
         scopes = granted_scopes(claims, provider.scope_claims)
+        binding = confirmation_headers(claims)  # validates cnf; a DPoP binding's key is checked on every request
+        jkt = claims["cnf"][JKT] if binding and binding[0][1] == DPOP_BINDING else None
         headers = (
             (SUBJECT_HEADER, subject or ""),
             (ISSUER_HEADER, provider.issuer),
             (SCOPES_HEADER, _scopes_header(scopes)),
-            (CLAIMS_HEADER, _b64url(raw_payload)),
-        ) + confirmation_headers(claims) + _forwarded_claims(claims, provider)
+            (CLAIMS_HEADER, base64url_encode(raw_payload)),
+        ) + binding + _forwarded_claims(claims, provider)
         return Identity(
             provider=provider.name,
             issuer=provider.issuer,
@@ -320,6 +332,7 @@ class Verifier:
             expires_at=exp + leeway,
             upstream_headers=headers,
             key_ref=key_ref,
+            jkt=jkt,
         )
 
 
@@ -339,5 +352,5 @@ def _forwarded_claims(claims: dict, provider: ProviderConfig) -> tuple[tuple[str
     return tuple(headers)
 
 
-def _b64url(raw: bytes) -> str:
+def base64url_encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

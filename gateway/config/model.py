@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # the model holds a RouteTable but never calls it: no runtime
 
 # python-jose implements these; PS*/EdDSA are refused at load time with a hint.
 SUPPORTED_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
-DEFAULT_SCOPE_CLAIMS = (("scope",), ("scp",))
+DEFAULT_SCOPE_CLAIMS = (("scope",),)  # RFC 8693/9068; providers using scp or permissions say so (README)
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,15 @@ class JwksPolicy:
     max_bytes: int = 512 * 1024
     retry_min: float = 0.5
     retry_max: float = 60.0
+
+
+@dataclass(frozen=True)
+class DpopPolicy:
+    """A provider's `dpop:`: its DPoP-bound tokens (RFC 9449) are accepted with a proof made like this."""
+
+    algorithms: tuple[str, ...] = ("ES256", "RS256")  # proof signature algorithms (asymmetric only)
+    max_age: float = 60.0  # seconds a proof's iat may lie in the past (plus the provider's leeway)
+    nonce: bool = False  # proofs must carry a nonce this gateway issued (DPoP-Nonce)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class ProviderConfig:
     line: int
     scopes: frozenset[str] | None = None  # the scopes its tokens can carry, if declared (for `check`)
     token_binding: str = "optional"  # "required": tokens without a `cnf` binding are refused (RFC 8705, RFC 9449)
+    dpop: DpopPolicy | None = None  # None: DPoP-bound tokens (cnf.jkt) of this provider are refused
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,17 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class DpopSettings:
+    """The top-level `dpop:`: what every provider's DPoP checks share."""
+
+    replay_store: str = "memory"  # or redis://HOST:PORT/DB, shared by every replica
+    replay_entries: int = 200_000  # bound of the memory store: proofs remembered at once
+    max_proof_bytes: int = 4096  # a longer DPoP header is refused before it is parsed
+    nonce_secret: bytes | None = field(default=None, repr=False)  # the replicas' shared nonce secret
+    nonce_lifetime: float = 300.0  # a nonce is good for its window of this many seconds and the next
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     source: str
     listen_host: str
@@ -138,6 +159,8 @@ class GatewayConfig:
     reload: ReloadConfig = ReloadConfig()
     clients: ClientConfig = ClientConfig()
     tls: TlsConfig | None = None  # None: plain http
+    dpop: DpopSettings = DpopSettings()
+    public_url: str | None = None  # scheme://host[:port] clients address, for DPoP htu checks
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:

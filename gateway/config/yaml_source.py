@@ -84,6 +84,50 @@ def _expand(text: str, env: dict[str, str], line: int) -> str:
     return _VAR.sub(substitute, text)
 
 
+# PyYAML's common complaints, each as what usually causes it and the fix: (context, problem start) -> sentence;
+# "opened" ones are reported at the line where the unclosed thing starts.
+_YAML_ERRORS = (
+    (None, "mapping values are not allowed here", False,
+     "a 'key:' where none can be: this line is indented deeper than the key above it (line them up), or the "
+     "line above lacks its ':', or a value contains ': ' (put that value in quotes)"),
+    ("while parsing a block mapping", "expected <block end>, but found '<block mapping start>'", False,
+     "this line is indented deeper than the keys above it: line it up with them (only a key with no value "
+     "on its own line can have keys indented under it)"),
+    ("while parsing a block mapping", "expected <block end>, but found '<block sequence start>'", False,
+     "this list item ('- ') is not lined up with the items above it: indent every '- ' of one list the same"),
+    ("while parsing a block mapping", "expected <block end>, but found '-'", False,
+     "this '-' does not start a list item where one can be: write '- ' (dash, space) lined up with the other items"),
+    (None, "expected <block end>, but found '?'", False,
+     "this key is indented less than the keys of the item above it: line it up with them (or, if it is a "
+     "new item, start it with '- ')"),
+    (None, "found character '\\t' that cannot start any token", False,
+     "a tab indents this line, and YAML indents with spaces only: replace the tab with spaces"),
+    (None, "found character '@' that cannot start any token", False,
+     "a value cannot start with '@' unquoted: put it in quotes"),
+    (None, "found character '`' that cannot start any token", False,
+     "a value cannot start with '`' unquoted: put it in quotes"),
+    ("while scanning a quoted scalar", "", True,
+     "a quote opened on this line is never closed: add the closing quote"),
+    ("while parsing a flow sequence", "", True,
+     "a '[' opened on this line is not closed, or its items are not separated by ',': close it with ']'"),
+    ("while parsing a flow mapping", "", True,
+     "a '{' opened on this line is not closed, or its items are not separated by ',': close it with '}'"),
+    ("while scanning an alias", "", False,
+     "'*' starts a YAML alias: write the value in quotes ('*'), or leave the key out"),
+)
+
+
+def _explained(exc: yaml.MarkedYAMLError) -> tuple[int, str]:
+    """(line, one sentence with the likely fix) for PyYAML's error; its own words follow in parentheses."""
+    raw = exc.problem or str(exc)
+    for context, problem, opened, sentence in _YAML_ERRORS:
+        if (context is None or exc.context == context) and raw.startswith(problem):
+            mark = (exc.context_mark if opened else exc.problem_mark) or exc.problem_mark or exc.context_mark
+            return (mark.line + 1 if mark else 1), f"{sentence} (YAML: {raw})"
+    mark = exc.problem_mark or exc.context_mark
+    return (mark.line + 1 if mark else 1), raw
+
+
 class _Reader:
     def __init__(self, env: dict[str, str]):
         self.env = env
@@ -134,9 +178,8 @@ def load_located(text: str, env: dict[str, str]):
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise YamlProblem(line, f"not valid YAML: {exc.problem or exc}") from None
+        line, message = _explained(exc)
+        raise YamlProblem(line, f"not valid YAML: {message}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(1, f"not valid YAML: {exc}") from None
     if node is None:

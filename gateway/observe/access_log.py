@@ -60,6 +60,7 @@ class AccessRecord:
     latency_ms: float = 0.0
     upstream_ms: float | None = None
     verification: str | None = None
+    detail: str | None = None  # of a 403: the scope or claim condition that was not met
 
 
 def write(record: AccessRecord) -> None:
@@ -67,7 +68,7 @@ def write(record: AccessRecord) -> None:
         log.info("access", extra={"access": record})
 
 
-_FIELDS = tuple(f.name for f in fields(AccessRecord))
+_FIELDS = tuple(f.name for f in fields(AccessRecord) if f.name != "detail")  # detail only where there is one
 _second: list = [None, ""]  # the last whole second formatted: one strftime per second, not per line
 
 
@@ -89,6 +90,8 @@ class JsonFormatter(logging.Formatter):
             line["latency_ms"] = round(access.latency_ms, 3)
             if access.upstream_ms is not None:
                 line["upstream_ms"] = round(access.upstream_ms, 3)
+            if access.detail is not None:
+                line["detail"] = access.detail
         else:
             line["message"] = record.getMessage()
             if record.exc_info:
@@ -105,8 +108,9 @@ class TextFormatter(logging.Formatter):
         if access is None:
             return super().format(record)
         upstream = "-" if access.upstream_ms is None else f"{access.upstream_ms:.1f}ms"
+        detail = "" if access.detail is None else f" ({access.detail})"
         return (f"{self.formatTime(record)} {access.method} {access.path!r} -> {access.status} {access.decision} "
-                f"{access.reason} route={access.route or '-'} sub={access.subject or '-'} "
+                f"{access.reason}{detail} route={access.route or '-'} sub={access.subject or '-'} "
                 f"{access.latency_ms:.1f}ms upstream={upstream} id={access.request_id}")
 
 

@@ -29,6 +29,7 @@ class ServeOptions:
     watch: bool = True  # False in a worker: the supervisor watches and sends SIGHUP
     worker_dir: str | None = None  # set in a worker: where it reports to its supervisor
     reuse_port: bool = False  # share the public port with sibling workers (SO_REUSEPORT)
+    warnings: tuple[str, ...] = ()  # the lint warnings logged at start: a reload does not repeat them
 
 
 def worker_report_path(directory: str | Path, pid: int) -> Path:
@@ -46,7 +47,7 @@ class Operations:
     async def start(self) -> None:
         gateway, options = self.gateway, self.options
         if options.load is not None and options.path is not None:
-            self.reloader = Reloader(gateway, options.load, options.path, gateway.metrics)
+            self.reloader = Reloader(gateway, options.load, options.path, gateway.metrics, options.warnings)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.request, "SIGHUP")
             if options.watch and gateway.config.reload.watch:
                 self.tasks.append(asyncio.create_task(self.reloader.watch(gateway.config.reload.interval)))

@@ -2,7 +2,8 @@
 
 A new version goes through the same load and lint as `gateway check`; any
 error refuses it (logged with file:line, counted) and the running rules keep
-serving.  Providers that are unchanged keep their caches, so their keys and
+serving; so does any unexpected exception in an attempt, which is logged
+with its reason and never stops the watcher.  Providers that are unchanged keep their caches, so their keys and
 verified tokens carry over; an added or changed provider gets a fresh cache
 whose keys must arrive before the swap, or the version is refused.  The swap
 itself is one assignment: requests already running finish under the rules
@@ -20,7 +21,7 @@ import dataclasses
 import hashlib
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from gateway.config.model import GatewayConfig, ProviderConfig
 from gateway.config.loader import ConfigError
@@ -83,7 +84,7 @@ def restart_only_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
 
 
 class Reloader:
-    def __init__(self, gateway, load: Loader, path: str | Path, metrics):
+    def __init__(self, gateway, load: Loader, path: str | Path, metrics, warnings: Iterable[str] = ()):
         self.gateway = gateway
         self.load = load
         self.path = Path(path)
@@ -91,10 +92,17 @@ class Reloader:
         self.digest = file_digest(self.path)  # of the version being served
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
+        self.said: set[str] = set(warnings)  # lint warnings are logged once per process, not on every reload
 
     async def reload(self, trigger: str) -> bool:
+        """One attempt; never raises (but for cancellation), so neither the watcher nor SIGHUP can be stopped."""
         async with self._lock:
-            accepted = await self._reload(trigger)
+            try:
+                accepted = await self._reload(trigger)
+            except Exception as exc:  # a bug or an input nobody foresaw costs this version only
+                log.error("reload (%s) refused: unexpected %s: %s; the running rules stay in force",
+                          trigger, exc.__class__.__name__, exc, exc_info=True)
+                accepted = False
         self.metrics.reload(accepted)
         return accepted
 
@@ -117,6 +125,7 @@ class Reloader:
                 caches[provider.name] = old
             else:
                 caches[provider.name] = JwksCache(provider, gateway.idp_session)
+                caches[provider.name].in_service = False  # until the swap: a failure refuses the reload only
                 fresh.append(caches[provider.name])
         missing = await self._fetch_keys(fresh)
         if missing:
@@ -128,7 +137,9 @@ class Reloader:
                       "the running rules stay in force", trigger)
             return False
         for warning in warnings:
-            log.warning("reload: %s", warning)
+            if warning not in self.said:
+                log.warning("reload: %s", warning)
+        self.said.update(warnings)
         for name, cache in caches.items():
             if cache not in fresh and not cache.loaded:
                 log.warning("reload: provider %r still has no keys: %s", name, cache.stats.last_error)
@@ -137,6 +148,8 @@ class Reloader:
         same_set = not fresh and caches.keys() == current.keys()
         token_cache = gateway.token_cache if same_set else TokenCache(gateway.config.limits.token_cache_entries)
         # (identities are verified under one provider config: a changed provider starts afresh)
+        for cache in fresh:
+            cache.in_service = True
         old = gateway.activate(config, caches, token_cache)
         self.digest = digest
         log.info("reload (%s) applied: %d provider(s), %d route(s)%s", trigger, len(config.providers),

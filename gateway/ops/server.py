@@ -15,6 +15,8 @@ from gateway.observe import access_log
 from gateway.observe.access_log import AccessRecord
 from gateway.pipeline.auth_filter import AuthFilter
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.dpop import DpopChecker
+from gateway.auth.replay_store import ReplayStore, open_replay_store
 from gateway.proxy.client_errors import GatewayHttpServer
 from gateway.config.model import GatewayConfig
 from gateway.proxy.forwarder import Forwarder
@@ -49,6 +51,9 @@ class Gateway:
         self.port = config.listen_port
         self._tasks: list[asyncio.Task] = []  # the token cache sweep, the certificate watch
         self.tls: CertificateRotation | None = None  # with tls: the context new handshakes get
+        self.replay_store: ReplayStore | None = None  # DPoP jti set: kept across reloads, so no proof is reusable
+        self._replay_store_url = ""
+        self._replaced_stores: list[ReplayStore] = []
 
     async def start(self) -> None:
         require_c_parser()
@@ -92,7 +97,13 @@ class Gateway:
 
     def activate(self, config: GatewayConfig, caches: dict[str, JwksCache], token_cache: TokenCache) -> Generation | None:
         """Serve new rules from the next request on; returns the generation they replace (see reload.py)."""
-        handler = AuthFilter(config, Authenticator(caches, token_cache), self.forwarder, self.observe)
+        if config.dpop.replay_store != self._replay_store_url:  # a new store only when the setting changed
+            if self.replay_store is not None:  # requests of the old rules may still use it: closed at stop
+                self._replaced_stores.append(self.replay_store)
+            self.replay_store = open_replay_store(config.dpop.replay_store, config.dpop.replay_entries)
+            self._replay_store_url = config.dpop.replay_store
+        dpop = DpopChecker(config.dpop, self.replay_store)
+        handler = AuthFilter(config, Authenticator(caches, token_cache, dpop=dpop), self.forwarder, self.observe)
         previous, self.generation = self.generation, Generation(config, caches, token_cache, handler)
         if previous is not None:  # remembered until drained, so a shutdown waits for its requests too
             self._retired = [g for g in self._retired if g.inflight] + [previous]
@@ -133,6 +144,9 @@ class Gateway:
         for cache in self.caches.values():
             await cache.stop()
         await self.forwarder.stop()
+        for store in (*self._replaced_stores, self.replay_store):
+            if store is not None:
+                await store.close()
         if self.idp_session is not None:
             await self.idp_session.close()
 

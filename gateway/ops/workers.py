@@ -204,6 +204,10 @@ def supervise(config: GatewayConfig, count: int, command: list[str], config_path
     if config.listen_port == 0:
         log.error("--workers needs a fixed port: with port 0 every worker would get a different one")
         return 2
+    if config.dpop.replay_store == "memory" and any(p.dpop is not None for p in config.providers):
+        log.error("--workers with DPoP needs a shared replay store: each worker's memory store would accept the "
+                  "same proof once; set dpop.replay_store: redis://HOST:PORT/DB")
+        return 2
     run_dir = Path(tempfile.mkdtemp(prefix="gateway-workers-"))
     try:
         return asyncio.run(Supervisor(config, count, command, config_path, run_dir).run())

@@ -17,14 +17,17 @@ from gateway.pipeline import decide
 from gateway import errors
 from gateway.observe.access_log import AccessRecord, request_id, safe_path
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.dpop import ProofRequest
 from gateway.auth.binding import CLIENT_CERT_HEADER, certificate_thumbprint, check_binding
 from gateway.config.model import GatewayConfig
 from gateway.proxy.body_stream import answer_and_close, must_close_after_refusal
-from gateway.proxy.forwarded import is_trusted
+from gateway.proxy.forwarded import client_origin, is_trusted
 from gateway.proxy.forwarder import Forwarder
+from gateway.proxy.token_expiry import ENDED_BY
 from gateway.proxy.headers import upstream_request_headers
 from gateway.pipeline.route_table import Route
 from gateway.auth.token_sources import HEADER, HEADER_ONLY, drop_tokens, find_token
+from gateway.errors import BEARER
 from gateway.proxy.websocket_relay import is_websocket_upgrade
 
 
@@ -35,6 +38,8 @@ class AuthFilter:
         self.authenticator = authenticator
         self.forwarder = forwarder
         self.observe = observe  # the access log line and the metrics, once per request
+        self.route_challenges = {id(route): route_challenges(config, route) for route in config.routes.routes}
+        self.nonce_providers = frozenset(p.name for p in config.providers if p.dpop is not None and p.dpop.nonce)
         self.asks_client_certs = config.tls is not None and config.tls.client_certs != "none"
         self.binding_required = frozenset(p.name for p in config.providers if p.token_binding == "required")
 
@@ -45,6 +50,7 @@ class AuthFilter:
         route = None
         cors_headers = None
         examining = False
+        scheme_used: list[str | None] = [None]  # the scheme the token came with: its challenge carries the error
         try:
             path, query = decide.target(request.raw_path, self.config.allow_path_params)
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
@@ -57,10 +63,11 @@ class AuthFilter:
             record.route = route.pattern
             if route.cors is not None:
                 cors_headers = route.cors.response_headers(request.headers.get("Origin"))
+            if route.csrf is not None:
+                route.csrf.check(request.method, request.headers)
             examining = True
-            identity = await decide.identify(
-                route, lambda: find_token(request, route.token_from, self.config.limits.max_token_bytes),
-                self.authenticator)
+            identity = await decide.identify(route, lambda: self._credential(request, route, scheme_used),
+                                             self.authenticator)
             presented = client_certificate_thumbprint(request) if self.asks_client_certs else None
             if identity is not None:
                 check_binding(identity, presented, identity.provider in self.binding_required)
@@ -81,20 +88,25 @@ class AuthFilter:
             if route.token_from != HEADER_ONLY and not self.config.forward_authorization:
                 query = drop_tokens(route.token_from, query, headers)
             record.decision = "allow"
+            extra_headers = cors_headers
+            if identity is not None and identity.provider in self.nonce_providers:
+                extra_headers = {**(cors_headers or {}), "DPoP-Nonce": self.authenticator.dpop.nonces.current()}
+            expires_at = identity.expires_at if identity is not None and not route.streams_outlive_token else None
             forwarding = time.monotonic()
             try:
-                response = await self.forwarder.forward(request, path, query, headers, cors_headers,
-                                                        identity.expires_at if identity else None)
+                response = await self.forwarder.forward(request, path, query, headers, extra_headers, expires_at)
             finally:
                 record.upstream_ms = (time.monotonic() - forwarding) * 1000
-            record.status, record.reason = response.status, "forwarded"
+            record.status, record.reason = response.status, response.get(ENDED_BY, "forwarded")
         except errors.Rejection as rejection:
-            response = rejection.response(self.config.realm)
+            response = rejection.response(self.config.realm, self._challenges(route), scheme_used[0])
             if cors_headers:
                 response.headers.update(cors_headers)
-            if must_close_after_refusal(request, rejection.status):
+            if must_close_after_refusal(request, rejection.status, rejection.code):
                 await answer_and_close(request, response)
             record.status, record.reason = response.status, rejection.code
+            if rejection.status == 403:
+                record.detail = rejection.description  # the unmet condition, in the rule's words: config values only
             if examining and rejection.code != "authorization_header_missing":
                 record.verification = rejection.code
             return response
@@ -106,6 +118,30 @@ class AuthFilter:
             self.observe(record)
         return response
 
+    def _credential(self, request: web.BaseRequest, route: Route,
+                    scheme_used: list[str | None]) -> str | ProofRequest | None:
+        """The token alone (a bearer request), or with its DPoP proof(s) and what they are checked against."""
+        found = find_token(request, route.token_from, self.config.limits.max_token_bytes)
+        if found is None:
+            return None
+        scheme_used[0], token = found
+        proofs = request.headers.getall("DPoP", ())
+        if scheme_used[0] == BEARER and not proofs:
+            return token
+        return ProofRequest(token, scheme_used[0], tuple(proofs), request.method,
+                            lambda: self._request_uri(request))
+
+    def _request_uri(self, request: web.BaseRequest) -> str:
+        """The URI the client addressed, without the query: what a DPoP proof's htu must name."""
+        path = request.raw_path.partition("?")[0]
+        if self.config.public_url:
+            return self.config.public_url + path
+        trusted = is_trusted(request.remote, self.config.clients.trusted_proxies)
+        return client_origin(request.headers, request.scheme, trusted) + path
+
+    def _challenges(self, route: Route | None) -> errors.Challenges:
+        return self.route_challenges.get(id(route), errors.BEARER_ONLY)
+
     def _preflight(self, request: web.BaseRequest, path: str) -> web.StreamResponse | None:
         """A CORS preflight for a route with CORS enabled is answered here, without auth."""
         method = request.headers["Access-Control-Request-Method"]
@@ -116,6 +152,13 @@ class AuthFilter:
                                     request.headers.get("Access-Control-Request-Headers"))
 
 
+def route_challenges(config: GatewayConfig, route: Route) -> errors.Challenges:
+    """Bearer unless every provider of the route takes only DPoP-bound tokens; DPoP with the proof
+    algorithms of every provider that accepts it (RFC 9449 §7.1: both challenges when both schemes are)."""
+    providers = [p for p in config.providers if route.providers is None or p.name in route.providers]
+    dpop_algs = tuple(dict.fromkeys(a for p in providers if p.dpop is not None for a in p.dpop.algorithms))
+    bearer = not providers or any(p.dpop is None or p.token_binding == "optional" for p in providers)
+    return errors.Challenges(bearer, dpop_algs)
 def client_certificate_thumbprint(request: web.BaseRequest) -> str | None:
     """The thumbprint of the connection's client certificate: present only once TLS has verified it."""
     transport = request.transport

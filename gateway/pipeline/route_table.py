@@ -14,6 +14,7 @@ from typing import Union
 
 from gateway.pipeline.canonical_path import PathRejected, canonical_segment
 from gateway.pipeline.cors import CorsPolicy
+from gateway.pipeline.csrf import CsrfPolicy
 from gateway.auth.requirements import AccessRule
 from gateway.auth.token_sources import HEADER_ONLY, TokenSource
 
@@ -65,6 +66,8 @@ class Route:
     line: int
     cors: CorsPolicy | None = None
     token_from: tuple[TokenSource, ...] = HEADER_ONLY  # where this route reads the token
+    csrf: CsrfPolicy | None = None  # set where a cookie token meets unsafe methods
+    streams_outlive_token: bool = False  # True: streamed answers and WebSockets are not ended at token expiry
 
     def allows(self, method: str) -> bool:
         return self.methods is None or method in self.methods

@@ -18,6 +18,7 @@ from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import errors
+from gateway.proxy.token_expiry import STREAM_EXPIRED, seconds_left
 
 # What aiohttp's own expect handler writes; web.Server (no router) never sends it by itself.
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -37,15 +38,16 @@ def wants_continue(request: web.BaseRequest) -> bool:
     return True
 
 
-def must_close_after_refusal(request: web.BaseRequest, status: int) -> bool:
+def must_close_after_refusal(request: web.BaseRequest, status: int, code: str = "") -> bool:
     """Whether a refused request's connection must close instead of lingering over its unread body.
 
     A client waiting for 100 Continue will never send the body (a lingering read would hang and
-    its next request would be read as body); a client dropped for slowness is not waited for.
+    its next request would be read as body); a client dropped for slowness, or whose token expired
+    while its body was arriving, is not waited for.
     """
     if not request.body_exists or request.content.is_eof():
         return False
-    if status == 408:
+    if status == 408 or code == STREAM_EXPIRED:
         return True
     try:
         return wants_continue(request) and request.writer.output_size == 0
@@ -62,10 +64,12 @@ async def answer_and_close(request: web.BaseRequest, response: web.StreamRespons
 
 
 class RequestBody:
-    def __init__(self, request: web.BaseRequest, max_bytes: int, idle_timeout: float):
+    def __init__(self, request: web.BaseRequest, max_bytes: int, idle_timeout: float,
+                 expires_at: float | None = None):
         self.request = request
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
+        self.expires_at = expires_at  # the token's end: an upload still arriving then is refused
         self.failure: errors.Rejection | None = None
         self.expect_continue = wants_continue(request)
         length = request.content_length
@@ -85,10 +89,15 @@ class RequestBody:
         content = self.request.content
         received = 0
         while True:
+            wait = self.idle_timeout
+            if self.expires_at is not None:
+                wait = min(wait, seconds_left(self.expires_at))
             try:
-                async with asyncio.timeout(self.idle_timeout):
+                async with asyncio.timeout(wait):
                     chunk = await content.readany()
             except TimeoutError:
+                if wait < self.idle_timeout:
+                    raise self._abort(errors.token_expired_during_stream()) from None
                 raise self._abort(errors.request_timeout(self.idle_timeout)) from None
             except (ConnectionError, HttpProcessingError):
                 raise self._abort(errors.bad_request(

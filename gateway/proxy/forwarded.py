@@ -70,3 +70,17 @@ def _value(text: str) -> str:
     if _TOKEN.match(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def client_origin(incoming: CIMultiDictProxy, scheme: str, trusted: bool) -> str:
+    """`scheme://host[:port]` as the client addressed it (where no `public_url` says so): what a trusted
+    proxy says in X-Forwarded-Proto/-Host (its first, client-side entry), else the listener's scheme and Host."""
+    host = incoming.get("Host", "")
+    if trusted:
+        scheme = _first(incoming.get("X-Forwarded-Proto")) or scheme
+        host = _first(incoming.get("X-Forwarded-Host")) or host
+    return f"{scheme}://{host}"
+
+
+def _first(value: str | None) -> str:
+    return value.partition(",")[0].strip() if value else ""

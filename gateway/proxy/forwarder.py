@@ -24,6 +24,7 @@ from gateway import errors
 from gateway.proxy.body_stream import BodyAborted, RequestBody
 from gateway.config.model import ClientConfig, Limits, UpstreamConfig
 from gateway.proxy.headers import downstream_response_headers
+from gateway.proxy.token_expiry import ENDED_BY, SSE_TOKEN_EXPIRED, STREAM_EXPIRED, expired, until_expiry
 from gateway.proxy.upstream_client import UpstreamGone, UpstreamPool, tls_failure
 from gateway.proxy.websocket_relay import WebSocketRelay, is_websocket_upgrade
 
@@ -85,14 +86,14 @@ class Forwarder:
     async def forward(self, request: web.BaseRequest, path: str, query: str,
                       headers: CIMultiDict, extra_headers: dict[str, str] | None = None,
                       expires_at: float | None = None) -> web.StreamResponse:
-        """`expires_at`: when the token that authorized this request expires (WebSockets close then)."""
+        """`expires_at`: when the token that authorized this request expires; streams end then (token_expiry)."""
         websocket = is_websocket_upgrade(request)
         if not websocket and not request.body_exists and request.method != "HEAD":
-            return await self._forward_bodiless(request, path, query, headers, extra_headers)
+            return await self._forward_bodiless(request, path, query, headers, extra_headers, expires_at)
         url = URL(self.base + path + ("?" + query if query else ""), encoded=True)
         if websocket:
             return await self.websockets.relay(request, url, headers, expires_at)
-        body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout)
+        body = RequestBody(request, self.limits.max_body_bytes, self.clients.body_timeout, expires_at)
         # A request with a body never rides a kept-alive connection, either way: an upstream may answer
         # before reading the body (a refusal, 405 from a GET-only view), announce keep-alive and then
         # close (gunicorn does, over 64 KiB unread), so the next request on that connection would fail,
@@ -103,7 +104,7 @@ class Forwarder:
                                        allow_redirects=False, server_hostname=self.config.server_name) as upstream:
                 # aiohttp's own sock_read timer bounds each read here
                 return await _relay_answer(request, path, upstream.status, upstream.reason, upstream.headers,
-                                           upstream.content, extra_headers, None)
+                                           upstream.content, extra_headers, None, expires_at)
         except (aiohttp.ClientError, asyncio.TimeoutError, BodyAborted) as exc:
             if body.failure is not None:
                 raise body.failure from None
@@ -114,7 +115,7 @@ class Forwarder:
             raise errors.upstream_unavailable() from None
 
     async def _forward_bodiless(self, request: web.BaseRequest, path: str, query: str, headers: CIMultiDict,
-                                extra_headers: dict[str, str] | None) -> web.StreamResponse:
+                                extra_headers: dict[str, str] | None, expires_at: float | None) -> web.StreamResponse:
         """The common case on the lean pool: one write out, aiohttp's C parser on the way back."""
         lines = [f"{request.method} {path}{'?' + query if query else ''} HTTP/1.1"]
         if "Host" not in headers:
@@ -134,7 +135,7 @@ class Forwarder:
             raise errors.upstream_unavailable() from None
         try:
             return await _relay_answer(request, path, message.code, message.reason, message.headers, payload,
-                                       extra_headers, self.config.read_timeout)
+                                       extra_headers, self.config.read_timeout, expires_at)
         except TimeoutError:  # before OSError, of which it is a subclass
             raise errors.upstream_timeout() from None
         except (UpstreamGone, OSError, aiohttp.ClientPayloadError):
@@ -148,13 +149,15 @@ CUT_SHORT = (aiohttp.ClientError, UpstreamGone, OSError, asyncio.TimeoutError, B
 
 async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason: str | None,
                         upstream_headers: CIMultiDictProxy, content: StreamReader,
-                        extra_headers: dict[str, str] | None, silence: float | None) -> web.StreamResponse:
+                        extra_headers: dict[str, str] | None, silence: float | None,
+                        expires_at: float | None) -> web.StreamResponse:
     """The upstream's answer to the client, for both upstream clients.
 
     Small bodies are read whole, so a failure can still become a clean 502/504, and leave with the head
     in one write; the rest stream with backpressure.  `silence` bounds each wait for upstream bytes
     where the client has no read timer of its own.  A failure once the answer has started cuts the
-    client connection without a terminating chunk, so a truncated body never looks complete.
+    client connection without a terminating chunk, so a truncated body never looks complete.  A
+    stream still running when its token expires (`expires_at`) is ended then (token_expiry).
     """
     headers_out = downstream_response_headers(upstream_headers)
     headers_out.setdefault("Server", errors.SERVER)  # the upstream's own passes unchanged
@@ -171,18 +174,38 @@ async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason
         return web.Response(status=status, reason=reason, headers=headers_out, body=body)
     response = web.StreamResponse(status=status, reason=reason, headers=headers_out)
     await response.prepare(request)
+    at_event_boundary = True  # SSE: the last chunk ended an event (or none was sent)
+    timer = until_expiry(expires_at)
     try:
-        while True:
-            async with _deadline(silence):
-                chunk = await content.readany()
-            if not chunk:
-                break
-            await response.write(chunk)  # waits for the client to drain: backpressure to the upstream
-        await response.write_eof()
+        async with timer:
+            while True:
+                async with _deadline(silence):
+                    chunk = await content.readany()
+                if not chunk:
+                    break
+                await response.write(chunk)  # waits for the client to drain: backpressure to the upstream
+                at_event_boundary = chunk.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
+            await response.write_eof()
     except CUT_SHORT as exc:
-        log.info("%s %s: response cut short after it started (%s)", request.method, path, type(exc).__name__)
+        if expired(timer):
+            await _end_at_expiry(request, path, response, at_event_boundary)
+        else:
+            log.info("%s %s: response cut short after it started (%s)", request.method, path, type(exc).__name__)
         request.protocol.force_close()  # no terminating chunk: the client sees a truncated body
     return response
+
+
+async def _end_at_expiry(request: web.BaseRequest, path: str, response: web.StreamResponse,
+                         at_event_boundary: bool) -> None:
+    """An SSE stream gets a final `event: token_expired` (when between events) and its end; the caller
+    closes the connection."""
+    response[ENDED_BY] = STREAM_EXPIRED
+    log.info("%s %s: stream ended, its token expired", request.method, path)
+    if at_event_boundary and response.content_type == "text/event-stream":
+        with contextlib.suppress(*CUT_SHORT):
+            async with asyncio.timeout(1.0):  # a client that stopped reading gets no more
+                await response.write(SSE_TOKEN_EXPIRED)
+                await response.write_eof()
 
 
 def _deadline(seconds: float | None):

@@ -27,6 +27,9 @@ WEBSOCKET_HANDSHAKE = frozenset({
     "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
     "sec-websocket-protocol", "sec-websocket-accept",
 })
+# The token and its DPoP proof (RFC 9449) stay at the gateway unless forward_authorization: the
+# upstream gets the verified claims, and X-Auth-Binding says the proof was checked.
+CREDENTIAL_HEADERS = frozenset({"authorization", "dpop"})
 HOST_PASS = "pass"  # the client's Host goes upstream unchanged
 HOST_UPSTREAM = "upstream"  # the upstream URL's authority; any other value is sent literally
 # Headers through which a framework learns the "original" URL, host or client (Werkzeug's
@@ -86,7 +89,7 @@ def upstream_request_headers(incoming: CIMultiDictProxy, identity: Identity | No
             continue
         if lower == "host" and host != HOST_PASS:
             continue
-        if lower == "authorization" and not forward_authorization:
+        if lower in CREDENTIAL_HEADERS and not forward_authorization:
             continue
         out.add(name, value)
     if host not in (HOST_PASS, HOST_UPSTREAM):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -24,6 +23,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import errors
+from gateway.proxy.token_expiry import ENDED_BY, STREAM_EXPIRED, seconds_left
 from gateway.proxy.upstream_client import tls_failure
 
 log = logging.getLogger("gateway.websocket")
@@ -75,6 +75,8 @@ class _Pair:
                 await other.close(code=end.code, message=message)
                 await closer.close(code=end.code, message=message)
             else:  # the token expired or the gateway is stopping: both sides at once
+                if end.code == TOKEN_EXPIRED:
+                    self.client[ENDED_BY] = STREAM_EXPIRED
                 await asyncio.gather(self.client.close(code=end.code, message=message),
                                      self.upstream.close(code=end.code, message=message))
         finally:
@@ -105,7 +107,7 @@ async def _pump(source, sink, lost_code: int) -> _End:
 
 
 async def _expiry(expires_at: float) -> _End:
-    await asyncio.sleep(max(0.0, expires_at - time.time()))
+    await asyncio.sleep(seconds_left(expires_at))
     return _End(TOKEN_EXPIRED, "token expired")
 
 

@@ -7,38 +7,39 @@ the order the gateway applies them.
 from __future__ import annotations
 
 from gateway.config.model import GatewayConfig
-from gateway.config.lint import covers, segments, taken_methods
+from gateway.pipeline.route_overlap import overlaps
 from gateway.tools.probe import fetched_caches, reachability
 
 TOKEN = {"none": "public", "optional": "optional", "required": "required"}
 
 
-async def provider_report(config: GatewayConfig) -> tuple[list[str], list[str]]:
+async def provider_report(config: GatewayConfig) -> tuple[list[str], list[str], list[str]]:
     async with fetched_caches(config.providers) as caches:
         return reachability(caches, config.source)
 
 
-def _notes(config: GatewayConfig, index: int) -> str:
-    route = config.routes.routes[index]
-    notes = []
-    for earlier in config.routes.routes[:index]:
-        if covers(segments(earlier.pattern), segments(route.pattern)):
-            taken = taken_methods(earlier, route)
-            if taken:
-                notes.append(f"{','.join(sorted(taken))} taken by line {earlier.line}")
-    return "; ".join(notes)
+def _notes(config: GatewayConfig) -> dict[int, str]:
+    """Per route index: the methods earlier routes answer first."""
+    routes = config.routes.routes
+    notes: dict[int, list[str]] = {}
+    for overlap in overlaps(routes):
+        if overlap.taken:
+            notes.setdefault(routes.index(overlap.route), []).append(
+                f"{','.join(sorted(overlap.taken))} taken by line {overlap.earlier.line}")
+    return {index: "; ".join(items) for index, items in notes.items()}
 
 
 def rules_table(config: GatewayConfig) -> list[str]:
     """One row per route, first match first, and the fail-closed default last."""
     every = {p.name for p in config.providers}
     rows = [("LINE", "METHODS", "PATH", "TOKEN", "RULE", "PROVIDERS", "NOTES")]
+    notes = _notes(config)
     for index, route in enumerate(config.routes.routes):
         methods = ",".join(sorted(route.methods)) if route.methods else "*"
         providers = sorted(every if route.providers is None else route.providers & every)
         need = route.access.token.value
         rows.append((str(route.line), methods, route.pattern, TOKEN[need], route.access.describe(),
-                     "-" if need == "none" else ",".join(providers) or "(none)", _notes(config, index)))
+                     "-" if need == "none" else ",".join(providers) or "(none)", notes.get(index, "")))
     rows.append(("-", "*", "(anything else)", "-", "404 not_found, never forwarded", "-", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

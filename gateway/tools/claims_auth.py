@@ -13,7 +13,7 @@ from typing import Any
 from gateway import errors
 from gateway.config.model import ProviderConfig
 from gateway.auth.identity import Identity
-from gateway.auth.verifier import granted_scopes
+from gateway.auth.verifier import granted_scopes, issuer_not_accepted
 
 
 class ClaimsAuthenticator:
@@ -35,7 +35,7 @@ class ClaimsAuthenticator:
     async def authenticate(self, claims: dict[str, Any], allowed: frozenset[str] | None) -> Identity:
         provider = self.provider_for(claims, allowed)
         if allowed is not None and provider.name not in allowed:
-            raise errors.unauthorized("invalid_token", f"tokens from provider {provider.name!r} are not accepted on this route")
+            raise issuer_not_accepted(provider, allowed, self.providers)
         subject = claims.get("sub")
         return Identity(
             provider=provider.name,

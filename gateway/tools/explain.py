@@ -10,7 +10,11 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Any
 
+from jose import jwt
+from jose.exceptions import JOSEError
+
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.jwks_cache import issuer_difference
 from gateway.tools.claims_auth import ClaimsAuthenticator
 from gateway.config.model import GatewayConfig, ProviderConfig
 from gateway.pipeline.decide import Outcome, evaluate
@@ -53,10 +57,11 @@ async def explain(config: GatewayConfig, method: str, target: str,
             credential = lambda: claims  # noqa: E731
         outcome = await evaluate(config.routes, method.upper(), target, credential, authenticator,
                                  config.allow_path_params)
-    return outcome, _report(config, method.upper(), target, outcome, token is not None, claims is not None)
+    return outcome, _report(config, method.upper(), target, outcome, token, claims is not None)
 
 
-def _report(config: GatewayConfig, method: str, target: str, outcome: Outcome, token: bool, claims: bool) -> list[str]:
+def _report(config: GatewayConfig, method: str, target: str, outcome: Outcome, token: str | None,
+            claims: bool) -> list[str]:
     lines = [f"request   {method} {target}"]
     if outcome.path is None:
         lines.append("path      refused before any route is looked at")
@@ -73,7 +78,9 @@ def _report(config: GatewayConfig, method: str, target: str, outcome: Outcome, t
         providers = "any provider" if route.providers is None else "providers " + ",".join(sorted(route.providers))
         lines.append(f"route     {config.source}:{route.line}  {route.pattern}  ({methods}; {providers})")
         lines.append(f"rule      {route.access.describe()}: {NEEDS[route.access.token]}")
-        lines.append("token     " + _token_line(route, outcome, token, claims))
+        if token is not None and route.access.token is not TokenNeed.NONE:
+            lines.append("issuer    " + _issuer_line(config, route, token))
+        lines.append("token     " + _token_line(route, outcome, token is not None, claims))
     lines.append(f"decision  {outcome.status} {outcome.code}: {outcome.description}")
     return lines
 
@@ -89,3 +96,18 @@ def _token_line(route, outcome: Outcome, token: bool, claims: bool) -> str:
     if not (token or claims):
         return "none given"
     return f"rejected: {outcome.code}"
+
+
+def _issuer_line(config: GatewayConfig, route, token: str) -> str:
+    """The token's iss (read unverified, for display only) beside the issuers this route accepts."""
+    try:
+        iss = jwt.get_unverified_claims(token).get("iss")
+    except (JOSEError, AttributeError):
+        return "the token's iss cannot be read (not a JWT with a JSON payload)"
+    accepted = [p for p in config.providers if route.providers is None or p.name in route.providers]
+    listed = ", ".join(f"{p.issuer!r} ({p.name})" for p in accepted) or "none"
+    line = f"token iss {iss!r}; this route accepts {listed}"
+    if accepted and all(p.issuer != iss for p in accepted):
+        fix = issuer_difference(accepted[0].issuer, iss) if len(accepted) == 1 else "no provider here has that issuer"
+        line += f"; no match: {fix}"
+    return line

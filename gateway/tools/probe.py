@@ -47,15 +47,18 @@ async def _first_attempt(cache: JwksCache) -> None:
         await asyncio.sleep(0.02)
 
 
-def reachability(caches: dict[str, JwksCache], source: str) -> tuple[list[str], list[str]]:
-    """(notes for reachable providers, file:line warnings for the others)."""
-    notes, warnings = [], []
+def reachability(caches: dict[str, JwksCache], source: str) -> tuple[list[str], list[str], list[str]]:
+    """(notes for reachable providers, file:line warnings for unreachable ones, errors for misconfigured ones)."""
+    notes, warnings, errors = [], [], []
     for name, cache in caches.items():
         if cache.loaded:
             origin = "static keys" if cache.provider.static_jwks is not None else cache.jwks_uri
             notes.append(f"provider {name!r}: {cache.stats.key_count} usable key(s) from {origin}")
+        elif cache.stats.misconfigured is not None:
+            errors.append(f"{source}:{cache.provider.line}: provider {name!r}: {cache.stats.misconfigured}; "
+                          "until then its tokens get 503")
         else:
             why = cache.stats.last_error or "no answer in time"
             warnings.append(f"{source}:{cache.provider.line}: warning: provider {name!r}: keys could not be "
                             f"fetched ({why}); its tokens get 503 until they can")
-    return notes, warnings
+    return notes, warnings, errors

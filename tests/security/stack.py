@@ -45,7 +45,7 @@ ROUTES = """\
     access:
       scopes: [read:admin]
 """
-PROVIDER_EXTRA = "forward_claims: {X-User-Email: email}"
+PROVIDER_EXTRA = "forward_claims: {X-User-Email: email}\nscope_claims: [scope, scp]"  # scope tests send scp lists
 
 
 @dataclass

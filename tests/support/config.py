@@ -25,6 +25,7 @@ ECHO_ROUTES = """\
   - path: /ws
     access: authenticated
     token_from: [header, query:access_token, cookie:session]
+    methods: [GET]                 # a cookie token with unsafe methods would need csrf_origins
   - path: /ws-strict
     access: authenticated
   - path: /ws-refuse

@@ -17,7 +17,7 @@ from tests.support.config import REPO, typed_config
 
 
 def checked_config(path: Path):
-    """(config, warnings) from a routes.yaml file, as `gateway serve` loads it: lint errors refuse it too."""
+    """(config, warnings) from a routes.yaml file, as `gateway serve` loads it (lint findings are warnings)."""
     return load_checked(lambda: load_config(path, dotenv=None))
 
 
@@ -59,7 +59,9 @@ async def gateway_client(source: str | Path, client_timeout: float = 30.0, **opt
 @asynccontextmanager
 async def running_operations(gateway: Gateway, path: Path, watch: bool = True):
     """The operations side (admin listener, reloader) of a running gateway whose rules come from `path`."""
-    operations = Operations(gateway, ServeOptions(load=lambda: checked_config(path), path=str(path), watch=watch))
+    _, warnings = checked_config(path)  # serve passes the start-up warnings on, so a reload does not log them again
+    operations = Operations(gateway, ServeOptions(load=lambda: checked_config(path), path=str(path), watch=watch,
+                                                  warnings=tuple(warnings)))
     await operations.start()
     try:
         yield operations

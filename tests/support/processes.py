@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,11 +84,12 @@ def serve_process(config: Path, log: Path, *extra: str, admin_port: int | None =
 class GatewayProcess:
     """`python -m gateway serve --config FILE`, as an operator runs it; keys are inlined (no JWKS fetch)."""
 
-    def __init__(self, folder: Path, upstream_url: str, rsa_key, extra: str = "", routes: str = ECHO_ROUTES):
+    def __init__(self, folder: Path, upstream_url: str, rsa_key, extra: str = "", routes: str = ECHO_ROUTES,
+                 provider_extra: str = ""):
         folder.mkdir()
         self.port = free_port()
         jwks = json.dumps({"keys": [rsa_key.public_jwk]})
-        provider = provider_yaml(None, algorithms="[RS256]", extra=f"jwks: {jwks}")
+        provider = provider_yaml(None, algorithms="[RS256]", extra=f"jwks: {jwks}\n{provider_extra}")
         extra = f"admin:\n  listen: 127.0.0.1:{free_port()}\n{extra}"
         self.config = folder / "routes.yaml"
         self.config.write_text(config_text(upstream_url, provider, routes, extra, listen=f"127.0.0.1:{self.port}"))
@@ -146,3 +148,42 @@ def dev_stack(folder: Path, gateway_args: list[str], env: dict | None = None):
     finally:
         for process in reversed(processes):
             stop_process(process)
+
+
+class RedisServer:
+    """`redis-server` as an operator runs it, on a free loopback port, without persistence."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        binary = shutil.which("redis-server")
+        if binary is None:  # never a silent skip: the DPoP replay tests need the real thing
+            raise RuntimeError("redis-server is not installed; `make test` installs it (apt-get install redis-server)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = start_process([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.folder)], self.folder / "redis.log")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {(self.folder / 'redis.log').read_text()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis-server did not answer PING within 20 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)

@@ -127,7 +127,8 @@ class EchoUpstream(Served):
         self._answered_connections: set = set()  # transports /once-per-connection has answered on
         self._behaviours = {
             "/stream-echo": self.stream_echo, "/download": self.download, "/cookies": self.cookies,
-            "/hop": self.hop, "/sse": self.sse, "/ws": self.websocket, "/ws-strict": self.websocket,
+            "/hop": self.hop, "/sse": self.sse, "/trickle": self.trickle, "/ws": self.websocket,
+            "/ws-strict": self.websocket,
             "/ws-refuse": self.ws_refuse, "/stall": self.stall, "/reset": self.reset,
             "/truncated": self.truncated, "/hold": self.hold, "/early-hints": self.early_hints,
             "/once-per-connection": self.once_per_connection, "/no-server-header": self.no_server_header,
@@ -244,6 +245,16 @@ class EchoUpstream(Served):
         await response.prepare(request)
         while (text := await self.controls.sse_next.get()) is not None:
             await response.write(f"data: {text}\n\n".encode())
+            self.controls.sse_sent.append(text)
+        await response.write_eof()
+        return response
+
+    async def trickle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A plain chunked stream paced like /sse: one chunk per text the test puts."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        while (text := await self.controls.sse_next.get()) is not None:
+            await response.write(text.encode())
             self.controls.sse_sent.append(text)
         await response.write_eof()
         return response

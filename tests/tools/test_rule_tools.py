@@ -70,7 +70,7 @@ def test_check_prints_warnings_and_the_effective_rules(tmp_path, capsys):
     assert table[0].split() == ["LINE", "METHODS", "PATH", "TOKEN", "RULE", "PROVIDERS", "NOTES"]
     assert table[1].split()[:5] == ["9", "GET,HEAD", "/docs/**", "public", "public"]
     assert table[2].split()[:4] == ["12", "*", "/docs/drafts", "required"] and "GET,HEAD taken by line 9" in table[2]
-    assert "any of (scopes ops:read | claim role equals)" in table[3]
+    assert "any of (scopes ops:read | claim role must equal 'operator')" in table[3]
     assert table[4].split()[:3] == ["-", "*", "(anything"] and "404 not_found" in table[4]
     assert run(capsys, "check", "--config", str(path), "--offline", "--strict")[0] == 1
 
@@ -90,7 +90,7 @@ def test_explain_names_route_rule_and_missing_scopes(capsys):
     assert out.splitlines() == [
         "request   GET /admin",
         "path      /admin  (canonical: the route is chosen by it, the upstream gets it)",
-        "route     config/routes.yaml:18  /admin  (any method; any provider)",
+        "route     config/routes.yaml:19  /admin  (any method; any provider)",
         "rule      scopes read:admin: a valid token is required",
         "token     claims taken as verified: provider 'dev', sub 'alice', scopes read:user",
         "decision  403 insufficient_scope: missing scope read:admin",
@@ -105,8 +105,10 @@ def test_explain_names_route_rule_and_missing_scopes(capsys):
     (["GET", "/nope"], "decision  404 not_found: no route matches this path; routes are listed in routes.yaml"),
     (["GET", "/user/%2e%2e/admin"], "decision  400 invalid_path: '.' and '..' path segments are refused: "
                                     "send the resolved path"),
-    (["GET", "/admin", "--claims", '{"scp": ["read:admin"]}'], "decision  200 allowed: the request would be "
-                                                               "forwarded to the upstream"),
+    (["GET", "/admin", "--claims", '{"scope": "read:admin"}'], "decision  200 allowed: the request would be "
+                                                                "forwarded to the upstream"),
+    (["GET", "/admin", "--claims", '{"scp": ["read:admin"]}'], "decision  403 insufficient_scope: missing scope "
+                                                               "read:admin"),  # scope_claims defaults to [scope]
     (["GET", "/user", "--claims", '{"iss": "https://evil.test/"}'], "decision  401 invalid_claims: token issuer "
                                                                      "is not one this gateway trusts"),
 ])
@@ -166,7 +168,7 @@ def test_failing_cases_are_reported_like_a_test_runner(tmp_path):
     assert result.stdout.splitlines() == [
         f"{cases}: 3 case(s) against config/routes.yaml",
         f"FAIL  {cases}:3  wrong on purpose: GET /admin expected 403, got 200 allowed: the request would be "
-        "forwarded to the upstream [route line 18 /admin]",
+        "forwarded to the upstream [route line 19 /admin]",
         "2 passed, 1 failed",
     ]
 

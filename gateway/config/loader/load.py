@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.config.loader.providers import read_providers
-from gateway.config.loader.routes import read_routes
+from gateway.config.loader.dpop import read_dpop_settings, read_public_url
+from gateway.config.loader.providers import PROVIDER_KEYS, read_providers
+from gateway.config.loader.routes import ACCESS_KEYS, ROUTE_KEYS, read_routes
 from gateway.config.loader.sections import ConfigError, Problems, Section
 from gateway.config.loader.settings import parse_listen, read_clients, read_operations, read_limits, read_upstream
 from gateway.config.loader.tls import read_tls
@@ -13,7 +14,7 @@ from gateway.config.model import GatewayConfig
 from gateway.config.yaml_source import LocatedMap, YamlProblem, environment, load_located
 
 TOP_KEYS = ("listen", "upstream", "realm", "forward_authorization", "providers", "routes", "limits", "cors",
-            "admin", "reload", "clients", "allow_path_params", "tls")
+            "admin", "reload", "clients", "allow_path_params", "tls", "dpop", "public_url")
 
 
 def build_config(data: Any, source: str, base_dir: Path,
@@ -23,7 +24,10 @@ def build_config(data: Any, source: str, base_dir: Path,
     if not isinstance(data, LocatedMap):
         problems.add(getattr(data, "line", 1), "the file must be a mapping with providers and routes")
         raise ConfigError(problems.items)
-    top = Section(data, "the top level", problems, TOP_KEYS)
+    top = Section(data, "the top level", problems, TOP_KEYS, {
+        **{key: "under a route's 'access:'" for key in ACCESS_KEYS},
+        **{key: "to a provider under 'providers:'" for key in PROVIDER_KEYS},
+        **{key: "to a route under 'routes:'" for key in ROUTE_KEYS}})
 
     listen_text = listen or top.get("listen", str, "127.0.0.1:8080")
     try:
@@ -31,34 +35,31 @@ def build_config(data: Any, source: str, base_dir: Path,
     except ValueError as exc:
         problems.add(top.line("listen"), str(exc))
         host, port = "127.0.0.1", 8080
-    upstream_cfg = read_upstream(top, problems, upstream, base_dir)
-    limits = read_limits(top, problems)
     providers = read_providers(top, base_dir, problems)
-    routes = read_routes(top, problems, providers)
     admin_cfg, reload_cfg = read_operations(top, problems, (host, port), admin)
-    clients_cfg = read_clients(top, problems)
-    tls_cfg = read_tls(top, problems, base_dir, tls_cert, tls_key)
-    realm = top.get("realm", str, "api")
-    forward_authorization = top.get("forward_authorization", bool, False)
-    allow_path_params = top.get("allow_path_params", bool, False)
+    sections = dict(  # read in file-independent order; each adds its own problems
+        upstream=read_upstream(top, problems, upstream, base_dir),
+        limits=read_limits(top, problems),
+        routes=read_routes(top, problems, providers),
+        clients=read_clients(top, problems),
+        tls=read_tls(top, problems, base_dir, tls_cert, tls_key),
+        dpop=read_dpop_settings(top, problems, providers),
+        public_url=read_public_url(top, problems),
+        realm=top.get("realm", str, "api"),
+        forward_authorization=top.get("forward_authorization", bool, False),
+        allow_path_params=top.get("allow_path_params", bool, False),
+    )
     if problems.items:
         raise ConfigError(problems.items)
     return GatewayConfig(
         source=source,
         listen_host=host,
         listen_port=port,
-        upstream=upstream_cfg,
-        realm=realm,
-        forward_authorization=forward_authorization,
-        allow_path_params=allow_path_params,
         providers=tuple(providers),
-        routes=routes,
-        limits=limits,
         identity_headers=frozenset(h.lower() for p in providers for h, _ in p.forward_claims),
         admin=admin_cfg,
         reload=reload_cfg,
-        clients=clients_cfg,
-        tls=tls_cfg,
+        **sections,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from gateway.auth.claim_path import ClaimPathError, parse_claim_path
 from gateway.auth.jwks_cache import FetchError, build_keys
 from gateway.auth.verifier import IDENTITY_HEADERS
+from gateway.config.loader.dpop import read_provider_dpop
 from gateway.config.loader.sections import Problems, Section, is_http_url
 from gateway.config.model import DEFAULT_SCOPE_CLAIMS, SUPPORTED_ALGORITHMS, JwksPolicy, ProviderConfig
 from gateway.config.yaml_source import LocatedList, LocatedMap
@@ -31,7 +32,7 @@ def _jwks_policy(data: Any, where: str, problems: Problems, line: int) -> JwksPo
     section = Section(data, where, problems, tuple(f.name for f in fields(JwksPolicy)))
     defaults = JwksPolicy()
     values = {
-        f.name: section.number(f.name, getattr(defaults, f.name), *JWKS_BOUNDS[f.name])
+        f.name: section.duration(f.name, getattr(defaults, f.name), *JWKS_BOUNDS[f.name])
         for f in fields(JwksPolicy)
         if f.name != "max_bytes"
     }
@@ -63,14 +64,19 @@ def _static_jwks(section: Section, base_dir: Path, problems: Problems):
             problems.add(section.line("jwks" if section.has("jwks") else "jwks_file"),
                          "a JWKS is a mapping with a 'keys' list")
             return None
-        return json.loads(json.dumps(inline))  # plain dicts, detached from YAML
+        try:
+            return json.loads(json.dumps(inline, allow_nan=False))  # plain dicts, detached from YAML
+        except (TypeError, ValueError):  # a YAML date, .nan or .inf has no JSON spelling
+            problems.add(section.line("jwks"), "the JWKS must be plain JSON values (strings, numbers, lists, "
+                                               "mappings); dates, .nan and .inf have no JSON spelling")
+            return None
     return None
 
 
 PROVIDER_KEYS = (
     "name", "issuer", "audience", "jwks_uri", "jwks", "jwks_file", "algorithms", "leeway",
     "scope_claims", "max_lifetime", "required_claims", "typ", "jwks_cache", "forward_claims", "scopes",
-    "token_binding",
+    "token_binding", "dpop",
 )
 TOKEN_BINDINGS = ("optional", "required")
 _TCHAR = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -101,6 +107,17 @@ def _forward_claims(section: Section, problems: Problems) -> tuple:
         except ClaimPathError as exc:
             problems.add(line, f"forward_claims {header!r}: {exc}")
     return tuple(result)
+
+
+def _claim_paths(section: Section, key: str, problems: Problems) -> list[tuple[str, ...]]:
+    """A list of claim paths (`scope_claims`, `required_claims`), each parsed once."""
+    paths = []
+    for text in section.strings(key):
+        try:
+            paths.append(parse_claim_path(text))
+        except ClaimPathError as exc:
+            problems.add(section.line(key), str(exc))
+    return paths
 
 
 def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> ProviderConfig | None:
@@ -147,22 +164,12 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
                 why = "python-jose, the verification library, does not implement it"
             problems.add(section.line("algorithms"),
                          f"algorithm {algorithm!r} is not accepted ({why}); use one of {', '.join(SUPPORTED_ALGORITHMS)}")
-    scope_claims = []
-    for text in section.strings("scope_claims", default=("scope", "scp")):
-        try:
-            scope_claims.append(parse_claim_path(text))
-        except ClaimPathError as exc:
-            problems.add(section.line("scope_claims"), str(exc))
-    max_lifetime = section.number("max_lifetime", None, 1.0) if section.has("max_lifetime") else None
+    scope_claims = _claim_paths(section, "scope_claims", problems)
+    max_lifetime = section.duration("max_lifetime", None, 1.0)
     typ = section.get("typ", str)
     if typ == "":
         problems.add(section.line("typ"), f"{where}: typ must not be empty; leave it out to accept any typ")
-    required = []
-    for text in section.strings("required_claims"):
-        try:
-            required.append(parse_claim_path(text))
-        except ClaimPathError as exc:
-            problems.add(section.line("required_claims"), str(exc))
+    required = _claim_paths(section, "required_claims", problems)
     token_binding = section.get("token_binding", str, "optional")
     if token_binding not in TOKEN_BINDINGS:
         problems.add(section.line("token_binding"), f"{where}: token_binding must be optional (bound tokens are "
@@ -175,7 +182,7 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
         algorithms=algorithms,
         jwks_uri=jwks_uri,
         static_jwks=static,
-        leeway=section.number("leeway", 30.0, 0.0, 300.0),
+        leeway=section.duration("leeway", 30.0, 0.0, 300.0),
         scope_claims=tuple(scope_claims) or DEFAULT_SCOPE_CLAIMS,
         max_lifetime=max_lifetime,
         required_claims=tuple(required),
@@ -185,6 +192,7 @@ def _provider(data: Any, line: int, base_dir: Path, problems: Problems) -> Provi
         line=data.line,
         scopes=frozenset(section.strings("scopes")) if section.has("scopes") else None,
         token_binding=token_binding,
+        dpop=read_provider_dpop(data.get("dpop"), where, section.line("dpop"), problems),
     )
 
 

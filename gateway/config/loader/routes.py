@@ -6,11 +6,13 @@ from urllib.parse import urlsplit
 
 from gateway.auth import requirements
 from gateway.auth.claim_path import ClaimPathError, parse_claim_path
-from gateway.auth.token_sources import HEADER_ONLY, parse_token_source
+from gateway.auth.token_sources import COOKIE, HEADER_ONLY, parse_token_source
 from gateway.config.loader.sections import Problems, Section, is_http_url
 from gateway.config.model import ProviderConfig
 from gateway.config.yaml_source import LocatedList, LocatedMap
 from gateway.pipeline.cors import CorsPolicy
+from gateway.pipeline.csrf import SAFE_METHODS, CsrfPolicy, origin_of
+from gateway.pipeline.route_overlap import overlaps
 from gateway.pipeline.route_table import PatternError, Route, RouteTable, compile_pattern
 
 
@@ -56,7 +58,7 @@ def _cors(data: Any, line: int, problems: Problems, default: CorsPolicy | None) 
         allow_headers=section.strings("allow_headers", ("Authorization", "Content-Type")),
         expose_headers=section.strings("expose_headers"),
         allow_credentials=credentials,
-        max_age=int(section.number("max_age", 600)),
+        max_age=int(section.duration("max_age", 600)),
     )
 
 
@@ -87,7 +89,8 @@ def _claim_condition(path_text: Any, spec: Any, line: int, problems: Problems):
 ACCESS_KEYS = ("scopes", "any_scopes", "claims", "providers", "any_of", "all_of")
 
 
-def _access(data: Any, line: int, problems: Problems, provider_names: set[str], nested: bool = False):
+def _access(data: Any, line: int, problems: Problems, provider_names: set[str], route_line: int,
+            nested: bool = False):
     if isinstance(data, str):
         rule = ACCESS_WORDS.get(data)
         if rule is None or (nested and rule.token is not requirements.TokenNeed.REQUIRED):
@@ -99,7 +102,8 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         problems.add(line, "access must be public, authenticated, optional, or a mapping of "
                            "scopes / any_scopes / claims / providers / any_of / all_of")
         return None
-    section = Section(data, "access", problems, ACCESS_KEYS)
+    section = Section(data, "access", problems, ACCESS_KEYS,
+                      {key: f"to the route (line {route_line})" for key in ROUTE_KEYS if key not in ACCESS_KEYS})
     parts: list[requirements.AccessRule] = []
     for key in ("any_of", "all_of"):
         items = section.get(key, list)
@@ -108,7 +112,7 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         if not items:
             problems.add(section.line(key), f"{key} needs at least one rule")
             continue
-        rules = tuple(_access(item, items.item_lines[i], problems, provider_names, nested=True)
+        rules = tuple(_access(item, items.item_lines[i], problems, provider_names, route_line, nested=True)
                       for i, item in enumerate(items))
         if None not in rules:
             parts.append(requirements.AnyOf(rules) if key == "any_of" else requirements.AllOf(rules))
@@ -117,8 +121,9 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         if section.has(key) and isinstance(data[key], (list, dict)) and not data[key]:
             problems.add(section.line(key), f"{key} is empty, which would allow any valid token; "
                                             "list what is required, or write access: authenticated")
-    for key in ("scopes", "any_scopes"):
-        for scope in section.strings(key):
+    scopes = {key: section.strings(key) for key in ("scopes", "any_scopes")}  # read once: one message a mistake
+    for key, listed in scopes.items():
+        for scope in listed:
             if any(c.isspace() for c in scope):
                 problems.add(section.line(key), f"scope {scope!r} contains whitespace and can never be granted; "
                                                 "list scopes as separate items")
@@ -132,8 +137,8 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
         if name not in provider_names:
             problems.add(section.line("providers"), f"access names provider {name!r}, which is not configured")
     requirement = requirements.Requirement(
-        scopes=frozenset(section.strings("scopes")),
-        any_scopes=frozenset(section.strings("any_scopes")),
+        scopes=frozenset(scopes["scopes"]),
+        any_scopes=frozenset(scopes["any_scopes"]),
         claims=tuple(conditions),
         providers=frozenset(providers) if providers is not None else None,
     )
@@ -142,7 +147,8 @@ def _access(data: Any, line: int, problems: Problems, provider_names: set[str], 
     return parts[0] if len(parts) == 1 else requirements.AllOf(tuple(parts))
 
 
-ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from")
+ROUTE_KEYS = ("path", "methods", "access", "providers", "cors", "token_from", "csrf_origins",
+              "streams_outlive_token")
 
 
 def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
@@ -150,7 +156,10 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
     if not isinstance(data, LocatedMap):
         problems.add(line, "each route must be a mapping with path and access")
         return None
-    section = Section(data, "route", problems, ROUTE_KEYS)
+    before = len(problems.items)
+    access_line = f" (line {data.key_lines['access']})" if "access" in data else ""
+    section = Section(data, "route", problems, ROUTE_KEYS,
+                      {key: f"under 'access:'{access_line}" for key in ACCESS_KEYS if key not in ROUTE_KEYS})
     pattern = section.get("path", str, required=True)
     try:
         regex = compile_pattern(pattern) if pattern is not None else None
@@ -163,28 +172,33 @@ def _route(data: Any, line: int, problems: Problems, provider_names: set[str],
         bad = [m for m in names if m.upper() not in HTTP_METHODS]
         if bad:
             problems.add(section.line("methods"), f"unknown HTTP method(s) {', '.join(bad)}")
-        if not names:
+        if data["methods"] == []:
             problems.add(section.line("methods"), "methods must list at least one method, or be left out for all")
         methods = {m.upper() for m in names}
         if "GET" in methods:
             methods.add("HEAD")  # as Flask does: HEAD is GET without the body
         methods = frozenset(methods)
-    if not section.has("access"):
+    if section.misplaced and data.get("access") is None:
+        access = None  # its rule is there, only dedented: that problem is already reported
+    elif not section.has("access"):
         problems.add(data.line, "route needs 'access' (public, authenticated, optional, or a rule mapping); "
                                 "there is no default, so a typo cannot make a route public")
         access = None
     else:
-        access = _access(data["access"], section.line("access"), problems, provider_names)
+        access = _access(data["access"], section.line("access"), problems, provider_names, data.line)
     providers = section.strings("providers") if section.has("providers") else None
     for name in providers or ():
         if name not in provider_names:
             problems.add(section.line("providers"), f"route names provider {name!r}, which is not configured")
     cors = _cors(data.get("cors"), section.line("cors"), problems, default_cors)
     token_from = _token_from(section, problems, access)
-    if regex is None or access is None:
-        return None
-    return Route(pattern, regex, methods, access, frozenset(providers) if providers is not None else None,
-                 data.line, cors, token_from)
+    csrf = _csrf(section, problems, methods, token_from)
+    outlive = section.get("streams_outlive_token", bool, False)
+    if regex is None or access is None or len(problems.items) > before:
+        return None  # a route with a problem is left out of the table, so no lint follows from the same mistake
+    accepted = requirements.intersect_providers(  # `providers:` on the route and in its rule mean the same
+        [frozenset(providers) if providers is not None else None, access.accepted_providers()])
+    return Route(pattern, regex, methods, access, accepted, data.line, cors, token_from, csrf, outlive)
 
 
 def _token_from(section: Section, problems: Problems, access) -> tuple:
@@ -211,17 +225,40 @@ def _token_from(section: Section, problems: Problems, access) -> tuple:
     return tuple(dict.fromkeys(sources)) or HEADER_ONLY
 
 
-def _shadowed(routes: list[Route], problems: Problems) -> None:
-    for index, route in enumerate(routes):
-        for earlier in routes[:index]:
-            same_path = earlier.pattern == route.pattern or earlier.pattern in ("/**",)
-            covers = earlier.methods is None or (route.methods is not None and route.methods <= earlier.methods)
-            if same_path and covers:
-                problems.add(route.line,
-                             f"route {route.pattern!r} can never match: the route at line {earlier.line} "
-                             f"({earlier.pattern!r}) already takes every request it would get; "
-                             "remove it or move it above")
-                break
+def _csrf(section: Section, problems: Problems, methods: frozenset[str] | None, token_from: tuple) -> CsrfPolicy | None:
+    """`csrf_origins:` the origins allowed to send unsafe requests where a cookie carries the token (pipeline/csrf.py).
+
+    Required there, refused elsewhere; a separate key from CORS `allow_origins`, which says who may *read*
+    answers (and may be '*'), not who may make a browser *send* its cookie."""
+    cookies = tuple(source for source in token_from if source.kind == COOKIE)
+    unsafe = sorted(HTTP_METHODS - SAFE_METHODS if methods is None else methods - SAFE_METHODS)
+    texts = section.strings("csrf_origins")
+    if not cookies:
+        if section.has("csrf_origins"):
+            problems.add(section.line("csrf_origins"), "csrf_origins has no effect without a cookie in token_from; "
+                                                       "remove it")
+        return None
+    if not unsafe:
+        if section.has("csrf_origins"):
+            problems.add(section.line("csrf_origins"), "csrf_origins has no effect on a route that allows only "
+                                                       "safe methods (GET, HEAD, OPTIONS, TRACE); remove it")
+        return None
+    origins = set()
+    for text in texts:
+        origin = origin_of(text)
+        if origin is None or urlsplit(text).path not in ("", "/") or "*" in text:
+            problems.add(section.line("csrf_origins"), f"csrf origin {text!r} must be an exact origin like "
+                                                       "https://app.example.com")
+            continue
+        origins.add(origin)
+    if not texts:
+        allowed = "every method" if methods is None else ", ".join(unsafe)
+        problems.add(section.line("token_from"),
+                     f"this route reads its token from a cookie and allows {allowed}: browsers send cookies with "
+                     "requests other sites make them send (cross-site request forgery); list the origins allowed "
+                     "to send unsafe requests under 'csrf_origins: [https://app.example.com]', or allow only GET/HEAD")
+        return None
+    return CsrfPolicy(frozenset(origins), cookies)
 
 
 def read_routes(top: Section, problems: Problems, providers: list[ProviderConfig]) -> RouteTable:
@@ -236,7 +273,9 @@ def read_routes(top: Section, problems: Problems, providers: list[ProviderConfig
         route = _route(item, route_items.item_lines[index], problems, names, default_cors)
         if route is not None:
             routes.append(route)
-    _shadowed(routes, problems)
+    for overlap in overlaps(routes):
+        if overlap.taken is None:  # lint warns about the partial ones
+            problems.add(overlap.route.line, overlap.describe())
     if not providers:
         for route in routes:
             if route.access.token is not requirements.TokenNeed.NONE:

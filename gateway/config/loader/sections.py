@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,13 +37,19 @@ class Problems:
 class Section:
     """Typed access to one YAML mapping; unknown keys are reported on `done()`."""
 
-    def __init__(self, data: LocatedMap, where: str, problems: Problems, known: tuple[str, ...]):
+    def __init__(self, data: LocatedMap, where: str, problems: Problems, known: tuple[str, ...],
+                 elsewhere: dict[str, str] | None = None):
+        """`elsewhere` maps keys of a parent or child section to where they belong (an indentation slip)."""
         self.data = data
         self.where = where
         self.problems = problems
         self.known = known
+        self.misplaced = [key for key in data if key not in known and key in (elsewhere or {})]
         for key in data:
-            if key not in known:
+            if key in self.misplaced:
+                problems.add(data.key_lines[key], f"{key!r} belongs {elsewhere[key]}, not in {where}; "
+                                                  "check its indentation")
+            elif key not in known:
                 hint = difflib.get_close_matches(str(key), known, n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
                 problems.add(
@@ -68,7 +75,11 @@ class Section:
             self.problems.add(self.line(key), f"{key!r} in {self.where} must be a finite number")
             return default
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a few hundred digits: beyond any float
+                self.problems.add(self.line(key), f"{key!r} in {self.where} is far too large a number")
+                return default
         if isinstance(value, bool) and bool not in kinds:
             ok = False
         else:
@@ -82,7 +93,38 @@ class Section:
         return value
 
     def number(self, key: str, default: float, minimum: float = 0.0, maximum: float = math.inf) -> float:
-        value = self.get(key, float, default)
+        if key not in self.data:
+            return default
+        value = self.get(key, float)
+        if value is None:  # the wrong type, already reported
+            return default
+        return self._within(key, value, default, minimum, maximum)
+
+    def duration(self, key: str, default: float, minimum: float = 0.0, maximum: float = math.inf,
+                 positive: bool = False) -> float:
+        """Seconds, written as a number (30, 0.5) or with units (30s, 5m, 1h, 1h30m, 250ms).
+
+        `positive`: 0 is refused as well, for settings where it would make every request fail at once.
+        """
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        seconds = parse_duration(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problems.add(self.line(key), f"{key!r} in {self.where} must be a finite number")
+            return default
+        if seconds is None:
+            self.problems.add(self.line(key), f"{key!r} in {self.where} must be a duration: seconds (30, 0.5) or "
+                                              f"a number with a unit (30s, 5m, 1h), not {describe_value(value)}")
+            return default
+        if positive and seconds <= 0:
+            self.problems.add(self.line(key), f"{key!r} in {self.where} must be more than 0 (a zero or negative "
+                                              "time would fail every request at once); leave it out for the "
+                                              f"default, {default:g}s")
+            return default
+        return self._within(key, seconds, default, minimum, maximum)
+
+    def _within(self, key: str, value: float, default: float, minimum: float, maximum: float) -> float:
         if not minimum <= value <= maximum:
             bound = f"between {minimum:g} and {maximum:g}" if maximum < math.inf else f"at least {minimum:g}"
             self.problems.add(self.line(key), f"{key!r} in {self.where} must be {bound}")
@@ -90,7 +132,13 @@ class Section:
         return value
 
     def strings(self, key: str, default: tuple = (), allow_single: bool = False) -> tuple[str, ...]:
-        """A list of non-empty strings (or one string where `allow_single`)."""
+        """A list of non-empty strings (or one string where `allow_single`); a lone string gets its list spelling."""
+        value = self.data.get(key)
+        if isinstance(value, str) and not allow_single:
+            items = value.replace(",", " ").split() or [value]
+            self.problems.add(self.line(key), f"{key!r} in {self.where} must be a list, not a string: "
+                                              f"write {key}: [{', '.join(items)}]")
+            return default
         value = self.get(key, (list, str) if allow_single else list, None)
         if value is None:
             return default
@@ -103,6 +151,41 @@ class Section:
                 continue
             result.append(item)
         return tuple(result)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern})+")
+_PLAIN_SECONDS = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds from a finite number or a text like `30s`, `5m`, `1h30m`; None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            return None
+        return seconds if math.isfinite(seconds) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if _PLAIN_SECONDS.fullmatch(text):
+        return float(text)
+    if not _DURATION.fullmatch(text):
+        return None
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    return seconds if math.isfinite(seconds) else None
+
+
+def describe_value(value: object) -> str:
+    """A value as the user wrote it, shortened: for messages."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return type_name(type(value))
 
 
 def type_name(kind: type) -> str:

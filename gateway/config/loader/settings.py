@@ -54,7 +54,7 @@ def read_operations(top: Section, problems: Problems, public: tuple[str, int],
     reload_data = top.get("reload", dict)
     if reload_data is not None:
         section = Section(reload_data, "reload", problems, ("watch", "interval"))
-        interval = section.number("interval", reload_cfg.interval, minimum=0.05)
+        interval = section.duration("interval", reload_cfg.interval, minimum=0.05)
         reload_cfg = ReloadConfig(watch=section.get("watch", bool, True), interval=interval)
     return admin_cfg, reload_cfg
 
@@ -93,9 +93,9 @@ def read_clients(top: Section, problems: Problems) -> ClientConfig:
                          f"trusted_proxies item {item!r} is not an address or network like 10.0.0.0/8: {exc}")
     return ClientConfig(
         trusted_proxies=tuple(networks),
-        idle_timeout=section.number("idle_timeout", defaults.idle_timeout, minimum=0.1),
-        body_timeout=section.number("body_timeout", defaults.body_timeout, minimum=0.1),
-        drain_timeout=section.number("drain_timeout", defaults.drain_timeout),
+        idle_timeout=section.duration("idle_timeout", defaults.idle_timeout, minimum=0.1),
+        body_timeout=section.duration("body_timeout", defaults.body_timeout, minimum=0.1),
+        drain_timeout=section.duration("drain_timeout", defaults.drain_timeout),
     )
 
 
@@ -111,10 +111,10 @@ def read_upstream(top: Section, problems: Problems, override: str | None,
         defaults = UpstreamConfig(url="")
         upstream_cfg = UpstreamConfig(
             url=up.get("url", str, required=True) or "",
-            connect_timeout=up.number("connect_timeout", defaults.connect_timeout),
-            read_timeout=up.number("read_timeout", defaults.read_timeout),
+            connect_timeout=up.duration("connect_timeout", defaults.connect_timeout, positive=True),
+            read_timeout=up.duration("read_timeout", defaults.read_timeout, positive=True),
             pool_size=int(up.number("pool_size", defaults.pool_size, minimum=1)),
-            keepalive=up.number("keepalive", defaults.keepalive),
+            keepalive=up.duration("keepalive", defaults.keepalive),
             host=_host_setting(up, problems),
             **read_tls_settings(up, base_dir, problems),
         )

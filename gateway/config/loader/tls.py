@@ -98,6 +98,8 @@ def read_tls(top: Section, problems: Problems, base_dir: Path,
 
     def path(key: str, required: bool) -> str | None:
         value = section.get(key, str, required=required) if section is not None else None
+        if value == "":  # never read as "no file": that would serve plain http where https was asked for
+            problems.add(section.line(key), f"tls {key} must not be empty; give the file's path")
         return str((base_dir / value).resolve()) if value else None
 
     if cert_override is not None:

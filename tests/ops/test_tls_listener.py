@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.auth.binding import certificate_thumbprint
 from gateway.tools.devcerts import Issued, issue, write_pair
-from tests.tls.conftest import served_certificate, session
+from tests.support.tls import served_certificate, session
 
 
 def thumbprint(issued: Issued) -> str:

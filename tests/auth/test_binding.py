@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tests.tls.conftest import session
+from tests.support.tls import session
 
 PATH = "/echo/user/me"
 NOT_PRESENTED = "token is bound to a client certificate this connection did not present"

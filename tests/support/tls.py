@@ -1,4 +1,4 @@
-"""Real TLS end to end: certificates from the gateway's own devcerts, checked by OpenSSL on both sides.
+"""TLS test fixtures: certificates from the gateway's own devcerts, checked by OpenSSL on both sides.
 
 `certs` writes a CA, a server pair for 127.0.0.1 and client certificates into the
 test's folder; `tls_gateway` starts an in-process gateway whose `tls:` section

@@ -89,6 +89,19 @@ def test_each_bad_setting_is_an_error_with_its_line(certs, extra, key, expected)
     assert problem.startswith(f"{path}:{line_of(path, key)}:") and expected in problem
 
 
+@pytest.mark.parametrize("section, key", [
+    ('tls:\n  cert_file: ""\n  key_file: server-key.pem\n', "cert_file"),
+    ('tls:\n  cert_file: server.pem\n  key_file: ""\n', "key_file"),
+    ("tls:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_certs: optional\n  client_ca_file: ''\n",
+     "client_ca_file"),
+])
+def test_an_empty_file_setting_is_an_error_never_plain_http(certs, section, key):
+    """A `tls:` section whose file is '' loaded with TLS off: the gateway served plain http (fail-open)."""
+    path = write_config(certs.folder, section)
+    found = problems(path)
+    assert any(p.startswith(f"{path}:{line_of(path, key)}:") and "must not be empty" in p for p in found), found
+
+
 def test_token_binding_is_optional_or_required(certs):
     path = write_config(certs.folder, "", provider_yaml("http://127.0.0.1:9/jwks.json", extra="token_binding: always"))
     [problem] = problems(path)
