@@ -42,12 +42,12 @@ from multidict import CIMultiDict
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.jwks_cache import JwksCache
 from gateway.auth.token_cache import TokenCache
-from gateway.auth.token_sources import find_token
 from gateway.config.loader.load import load_config
 from gateway.observe import access_log
 from gateway.observe.access_log import AccessRecord, JsonFormatter, LineBatchingHandler, request_id, safe_path
 from gateway.observe.metrics import Metrics
 from gateway.pipeline import decide
+from gateway.pipeline.auth_filter import AuthFilter
 from gateway.proxy.forwarded import is_trusted
 from gateway.proxy.headers import downstream_response_headers, upstream_request_headers
 from gateway.proxy.websocket_relay import is_websocket_upgrade
@@ -137,6 +137,7 @@ class Budget:
         for cache in caches.values():
             await cache.start()
         self.authenticator = Authenticator(caches, TokenCache(self.config.limits.token_cache_entries))
+        self.filter = AuthFilter(self.config, self.authenticator, None)  # for its credential step; forwards nothing
         self.raw_request = (f"GET /admin HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
                             f"Authorization: Bearer {self.token}\r\n\r\n").encode()  # what wrk sends
         self.protocol = BaseProtocol(self.loop)
@@ -194,9 +195,9 @@ class Budget:
     def match(self):
         return decide.route_for(self.config.routes, "GET", self.path)
 
-    @step("extract", "find_token: the bearer from Authorization")
+    @step("extract", "the filter's credential: find_token (Authorization), no DPoP header")
     def extract(self):
-        return find_token(self.request, self.route.token_from, self.config.limits.max_token_bytes)
+        return self.filter._credential(self.request, self.route, [None])
 
     @step("cache lookup", "authenticator on a hit: SHA-256, entry unpack, key still published")
     def cache_lookup(self):
