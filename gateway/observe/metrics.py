@@ -1,15 +1,24 @@
 """Prometheus metrics (prometheus-client): defined once, fed by the request path and the caches' counters.
 
-Request metrics are counted as requests finish.  JWKS and token-cache
-figures already live in the caches (`JwksStats`, `TokenCache.hits`); they
-are copied into metrics by `sync`, right before a scrape, or every second in
-a worker.  Under `--workers N` prometheus-client's multiprocess mode (set up
-by the supervisor through PROMETHEUS_MULTIPROC_DIR before this module is
-imported) sums counters over the workers; gauges report the worst worker.
+Request metrics are counted as requests finish, in plain integers (a dict
+increment and a bucket index: no prometheus-client lock or label lookup per
+request), and handed to prometheus-client when the registry is collected (a
+scrape) or synced.  JWKS and token-cache figures already live in the caches
+(`JwksStats`, `TokenCache.hits`); they are copied into metrics by `sync`,
+right before a scrape, or every second in a worker.  A worker, whose counts
+the supervisor reads from prometheus-client's files, flushes at the end of
+each event-loop turn that finished a request, so a scrape sees them at once.
+
+Under `--workers N` prometheus-client's multiprocess mode (set up by the
+supervisor through PROMETHEUS_MULTIPROC_DIR before this module is imported)
+sums counters over the workers; gauges report the worst worker.
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import time
+from bisect import bisect_left
 from typing import Iterable
 from weakref import WeakKeyDictionary
 
@@ -36,6 +45,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()  # one per gateway, so tests and embedders stay apart
         r = self.registry
+        r.register(_CountedFirst(self))  # before the metrics it fills: a collect sees every request counted
         self.requests = Counter("gateway_requests", "Requests by route, method, decision and status",
                                 ["route", "method", "decision", "status"], registry=r)
         self.upstream = Histogram("gateway_upstream_duration_seconds",
@@ -59,7 +69,13 @@ class Metrics:
                                 multiprocess_mode="livemin", registry=r)
         for result in ("accepted", "refused"):
             self.reloads.labels(result)
-        self._children: dict[tuple, object] = {}  # labels() per request costs more than the inc itself
+        self._children: dict[tuple, object] = {}  # labelled children, looked up once per distinct labels
+        # since the last flush: (route, method, decision, status, verification) -> requests; and
+        # route -> [requests per upstream bucket (+Inf last)..., seconds]
+        self._finished: dict[tuple, int] = {}
+        self._upstream_seconds: dict[str, list] = {}
+        self._flush_each_turn = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # a --workers worker
+        self._flush_scheduled = False
         self._seen: WeakKeyDictionary = WeakKeyDictionary()
         self._providers: set[str] = set()
 
@@ -67,13 +83,50 @@ class Metrics:
         ProcessCollector(registry=self.registry)
 
     def observe(self, record: AccessRecord) -> None:
-        route = record.route or "-"
-        method = record.method if record.method in KNOWN_METHODS else "OTHER"
-        _child(self._children, self.requests, route, method, record.decision, str(record.status)).inc()
+        """Count a finished request (on the hot path: plain integers, see `flush`)."""
+        method = record.method if record.method in KNOWN_METHODS else "OTHER"  # clients choose methods: bounded
+        key = (record.route, method, record.decision, record.status, record.verification)
+        finished = self._finished
+        finished[key] = finished.get(key, 0) + 1
         if record.upstream_ms is not None:
-            _child(self._children, self.upstream, route).observe(record.upstream_ms / 1000.0)
-        if record.verification is not None:
-            _child(self._children, self.verifications, record.verification).inc()
+            seconds = record.upstream_ms / 1000.0
+            histogram = self._upstream_seconds.get(record.route)
+            if histogram is None:
+                histogram = self._upstream_seconds[record.route] = [0] * (len(UPSTREAM_BUCKETS) + 2)
+            histogram[bisect_left(UPSTREAM_BUCKETS, seconds)] += 1  # the first bucket with seconds <= bound
+            histogram[-1] += seconds
+        if self._flush_each_turn and not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand what `observe` counted to prometheus-client (its files under --workers)."""
+        self._flush_scheduled = False
+        finished, self._finished = self._finished, {}
+        verified: dict[str, int] = {}
+        for (route, method, decision, status, verification), count in finished.items():
+            _child(self._children, self.requests, route or "-", method, decision, str(status)).inc(count)
+            if verification is not None:
+                verified[verification] = verified.get(verification, 0) + count
+        for outcome, count in verified.items():
+            _child(self._children, self.verifications, outcome).inc(count)
+        durations, self._upstream_seconds = self._upstream_seconds, {}
+        for route, histogram in durations.items():
+            child = _child(self._children, self.upstream, route or "-")
+            # prometheus-client's Histogram.observe adds 1 to one bucket (they are summed at collect
+            # time) and the value to the sum; these are the same values, added n at a time
+            for bucket, count in zip(child._buckets, histogram):
+                if count:
+                    bucket.inc(count)
+            child._sum.inc(histogram[-1])
 
     def tls_certificate(self, not_after: float) -> None:
         self.tls_expiry.set(not_after)
@@ -82,7 +135,8 @@ class Metrics:
         self.reloads.labels("accepted" if accepted else "refused").inc()
 
     def sync(self, caches: Iterable[JwksCache], token_cache: TokenCache) -> None:
-        """Copy the caches' own counters in, as increments since the last sync."""
+        """Copy the caches' own counters in, as increments since the last sync, and the requests counted."""
+        self.flush()
         now = time.time()
         caches = list(caches)
         names = {cache.provider.name for cache in caches}
@@ -110,6 +164,20 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CountedFirst:
+    """Registered ahead of the metrics: any collect (a scrape, `render`) first flushes the requests counted."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def describe(self) -> list:
+        return []  # names nothing, so registering it collects nothing
+
+    def collect(self) -> list:
+        self.metrics.flush()
+        return []
 
 
 def _child(children: dict[tuple, object], metric, *labels: str):

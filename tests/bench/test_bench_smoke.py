@@ -86,11 +86,89 @@ def test_ratios_are_medians_of_per_round_ratios():
     assert "| gateway     |" in table and "0.60" in table
 
 
-def test_targets_are_judged_on_ratios():
-    rows = [{"participant": "gateway", "vs_direct": 0.61, "errors": 0},
-            {"participant": "haproxy", "vs_direct": 0.67, "errors": 0}]
-    verdicts = harness.targets({"scenarios": [{"name": "flask", "rows": rows}], "memory": {}})
-    assert [v["holds"] for v in verdicts] == [True, False]
+def _scenario(name: str, figures: dict[str, list[tuple[float, float, float]]]) -> dict:
+    """A summarised scenario from (req/s, p50 ms, proxy CPU us per request) per participant and round."""
+    kinds = {"direct": "direct", "haproxy": "haproxy", "nginx": "nginx"}
+    sc = harness.Scenario(name, name, 32, 10, [harness.Participant(label, "u", None if label == "direct" else object(),
+                                                                   kinds.get(label, "gateway"))
+                                               for label in figures])
+    for label, rounds in figures.items():
+        sc.runs[label] = [_run(rps, p50) for rps, p50, _ in rounds]
+        sc.cpu[label] = [cpu * rps * 10 / 1e6 for rps, _, cpu in rounds]  # _run serves rps x 10 s
+    return {"name": name, "title": name, "connections": 32, "duration": 10, "rounds": 3, "rows": harness.summarise(sc)}
+
+
+def test_cpu_per_request_is_the_headline_column_with_its_ratio_to_haproxy():
+    static = _scenario("static", {
+        "direct": [(9000, 0.4, 0)] * 3,
+        "haproxy": [(3000, 1.0, 100), (1500, 2.0, 110), (3000, 1.0, 100)],
+        "gateway": [(1000, 3.0, 300), (500, 6.0, 440), (1000, 3.0, 320)],  # per-round ratios 3.0, 4.0, 3.2
+    })
+    rows = {row["participant"]: row for row in static["rows"]}
+    assert rows["gateway"]["cpu_us_per_req"] == pytest.approx(320)
+    assert rows["gateway"]["cpu_vs_haproxy"] == pytest.approx(3.2)
+    assert rows["haproxy"]["cpu_vs_haproxy"] == pytest.approx(1.0)
+    assert rows["direct"]["cpu_vs_haproxy"] is None
+    header, _, gateway_line = [line for line in harness.render_table({"scenarios": [static]}).splitlines()
+                               if line.startswith("| participant") or line.startswith("|---")
+                               or line.startswith("| gateway")]
+    assert [cell.strip() for cell in header.split("|")[1:4]] == ["participant", "proxy CPU us/req", "CPU vs HAProxy"]
+    assert [cell.strip() for cell in gateway_line.split("|")[1:4]] == ["gateway", "320", "3.20"]
+
+
+def _results(static_cpu: float, flask_cpu: float, gateway_flask_rps: float, gateway_added_p50: float,
+             first_sight_cpu: float, logging_cpu: float) -> dict:
+    return {
+        "scenarios": [
+            _scenario("static", {"direct": [(9000, 0.4, 0)] * 3, "haproxy": [(3000, 1.0, 100)] * 3,
+                                 "gateway": [(1500, 2.0, static_cpu)] * 3,
+                                 harness.LOGGING_GATEWAY: [(1400, 2.1, logging_cpu)] * 3}),
+            _scenario("flask", {"direct": [(2000, 10.0, 0)] * 3, "haproxy": [(1600, 12.0, 200)] * 3,
+                                "gateway": [(gateway_flask_rps, 13.0, flask_cpu)] * 3}),
+            _scenario("latency", {"direct": [(1000, 0.7, 0)] * 3, "haproxy": [(900, 0.9, 220)] * 3,
+                                  "gateway": [(800, 0.7 + gateway_added_p50, 400)] * 3}),
+        ],
+        "memory": {"algorithm": "ES256", "peak_mb": 80, "return_ratio": 1.04,
+                   "phases": [{"phase": harness.FIRST_SIGHT, "cpu_us_per_req": first_sight_cpu},
+                              {"phase": harness.ONE_TOKEN, "cpu_us_per_req": 300}]},
+        "verify_us": {"ES256": 100, "RS256": 40},
+    }
+
+
+def test_issue_14_targets_hold_when_the_table_meets_them():
+    verdicts = harness.targets(_results(static_cpu=190, flask_cpu=390, gateway_flask_rps=1600,
+                                        gateway_added_p50=0.39, first_sight_cpu=410, logging_cpu=205))
+    judged = {v["target"]: v for v in verdicts}
+    assert [v["holds"] for v in verdicts] == [True, False, True, True, True, True, True, True, True, True]
+    assert judged["1. stretch"]["measured"] == pytest.approx(1.9)  # <= 2.0 holds, <= 1.5 does not
+    assert judged["4. cache miss: extra gateway CPU of a first-seen token, in ES256 verifications"]["measured"] \
+        .startswith("1.10 ")
+    text = harness.render_targets(verdicts)
+    assert "[  holds] 1. static upstream, cache hit: gateway CPU/req vs HAProxy's: 1.9 (goal <= 2.0)" in text
+    assert "[doesn't] 1. stretch: 1.9 (goal <= 1.5)" in text
+
+
+def test_issue_14_targets_miss_when_the_table_misses_them():
+    verdicts = harness.targets(_results(static_cpu=330, flask_cpu=440, gateway_flask_rps=1500,
+                                        gateway_added_p50=0.45, first_sight_cpu=490, logging_cpu=400))
+    assert {v["target"]: v["holds"] for v in verdicts} == {
+        "1. static upstream, cache hit: gateway CPU/req vs HAProxy's": False,
+        "1. stretch": False,
+        "2. Flask: gateway CPU/req vs HAProxy's": False,
+        "2. Flask: throughput kept vs direct, gateway vs HAProxy": False,
+        "3. one connection: added p50, gateway vs HAProxy (ms)": False,  # +0.45 vs +0.2
+        "3. one connection: added p99, gateway vs HAProxy (ms)": False,
+        "4. cache miss: extra gateway CPU of a first-seen token, in ES256 verifications": False,
+        "5. access log at INFO: CPU/req vs the same gateway at WARNING": False,  # 400 vs 330: 1.21
+        "issue 7: peak RSS under the token load (MB)": True,
+        "issue 7: RSS after expiry vs before load": True,
+    }
+
+
+def test_targets_need_the_participants_they_compare():
+    flask_only = {"scenarios": [_scenario("flask", {"direct": [(2000, 10.0, 0)] * 3,
+                                                    "gateway": [(1500, 13.0, 400)] * 3})], "memory": {}}
+    assert harness.targets(flask_only) == []
 
 
 def test_py_spy_collapsed_stacks_are_summarised_by_phase():

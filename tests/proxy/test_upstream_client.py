@@ -55,6 +55,25 @@ async def test_a_timed_out_connection_is_never_reused(echo_upstream):
         pool.close()
 
 
+async def test_a_reused_connection_times_out_at_its_own_deadline_not_at_the_first_requests(echo_upstream):
+    """One read timer per connection, armed by its first request: it must neither cut a later request short
+    when the first request's deadline passes, nor forget to time it out."""
+    pool = pool_for(echo_upstream, read_timeout=0.6)
+    loop = asyncio.get_running_loop()
+    try:
+        assert await echoed_target(pool, "GET", "/first") == "/first"
+        connection = pool.idle[-1]
+        await asyncio.sleep(0.3)  # not a race: it puts the first deadline, still armed, inside the next wait
+        started = loop.time()
+        with pytest.raises(TimeoutError, match="within read_timeout"):
+            await asyncio.wait_for(roundtrip(pool, "GET", "/stall"), 10)
+        assert loop.time() - started >= 0.6
+        await eventually(lambda: connection.closed, what="the timed-out kept-alive connection closed")
+        assert not pool.idle
+    finally:
+        pool.close()
+
+
 async def test_informational_answers_are_skipped_for_the_final_one(echo_upstream):
     pool = pool_for(echo_upstream)
     try:
