@@ -98,3 +98,22 @@ async def test_a_header_token_needs_no_origin(session_gateway, rsa_key):
     """Browsers never attach Authorization on their own: API clients on the same route are not affected."""
     status, _, _ = await send(session_gateway, "POST", {"Authorization": f"Bearer {rsa_key.sign(claims())}"})
     assert status == 200
+
+
+@pytest.mark.parametrize("methods, extra", [("[GET]", ""), ("[GET, POST]", f"csrf_origins: [{APP}]")])
+async def test_a_websocket_opened_by_a_foreign_page_with_the_token_cookie_is_refused(
+        provider, echo_upstream, rsa_key, methods, extra):
+    """Cross-site WebSocket hijacking: the handshake is a GET, but the foreign page then reads and writes the socket
+    as the user.  Before: upgraded and relayed whatever the Origin (the GET skipped the check)."""
+    routes = session_route(methods, extra).replace("/session", "/ws")
+    text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), routes)
+    cookie = {"Cookie": f"session={rsa_key.sign(claims())}"}
+    async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect("/ws", headers={**cookie, "Origin": "https://evil.example"})
+        assert refused.value.status == 403
+        assert echo_upstream.hits == 0
+        for origin in ({"Origin": f"http://127.0.0.1:{gw.port}"}, {"Origin": APP} if extra else {}, {}):
+            async with client.ws_connect("/ws", headers={**cookie, **origin}) as ws:  # its own page; a non-browser
+                await ws.send_str("hi")
+                assert (await ws.receive(timeout=5)).data == "echo:hi"
