@@ -40,7 +40,6 @@ def test_a_cookie_token_route_with_unsafe_methods_needs_csrf_origins(methods, al
 
 
 @pytest.mark.parametrize("routes, message", [
-    (session_route("[GET]", f"csrf_origins: [{APP}]"), "csrf_origins has no effect on a route that allows only safe"),
     (session_route("[POST]", f"csrf_origins: [{APP}]", token_from="[header]"), "has no effect without a cookie"),
     (session_route("[POST]", "csrf_origins: ['https://app.example.com/path']"), "must be an exact origin"),
     (session_route("[POST]", "csrf_origins: ['*']"), "must be an exact origin"),
@@ -52,8 +51,9 @@ def test_csrf_origins_where_it_means_nothing_or_is_no_origin_is_refused(routes, 
     assert any(message in p for p in refused.value.problems), refused.value.problems
 
 
-def test_safe_only_cookie_routes_need_no_origins():
+def test_safe_only_cookie_routes_need_no_origins_and_may_list_them_for_websockets():
     assert build(session_route("[GET]")).routes.routes[0].csrf is None
+    assert build(session_route("[GET]", f"csrf_origins: [{APP}]")).routes.routes[0].csrf.origins == {APP}
 
 
 @pytest.fixture
@@ -100,7 +100,8 @@ async def test_a_header_token_needs_no_origin(session_gateway, rsa_key):
     assert status == 200
 
 
-@pytest.mark.parametrize("methods, extra", [("[GET]", ""), ("[GET, POST]", f"csrf_origins: [{APP}]")])
+@pytest.mark.parametrize("methods, extra", [("[GET]", ""), ("[GET]", f"csrf_origins: [{APP}]"),
+                                            ("[GET, POST]", f"csrf_origins: [{APP}]")])
 async def test_a_websocket_opened_by_a_foreign_page_with_the_token_cookie_is_refused(
         provider, echo_upstream, rsa_key, methods, extra):
     """Cross-site WebSocket hijacking: the handshake is a GET, but the foreign page then reads and writes the socket
