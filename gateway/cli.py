@@ -49,13 +49,17 @@ def _load(load: Callable[[], tuple[GatewayConfig, list[str]]]):
 
 def _serve(args: argparse.Namespace) -> int:
     load = _loader(args)
+    worker_dir = os.environ.get(WORKER_DIR_ENV)
+    if worker_dir is not None:
+        from gateway.ops.workers import worker_loader
+
+        load = worker_loader(load)
     loaded = _load(load)
     if loaded is None:
         return 2
     config, warnings = loaded
     for warning in warnings:
         log.warning("%s", warning)
-    worker_dir = os.environ.get(WORKER_DIR_ENV)
     if args.workers > 1 and worker_dir is None:
         from gateway.ops.workers import supervise
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from gateway.ops.admin import start_admin
+from gateway.config.loader import ConfigError
 from gateway.config.model import GatewayConfig
 from gateway.ops.operations import worker_report_path
 from gateway.ops.reload import ConfigWatch, file_digest
@@ -200,13 +201,34 @@ class Supervisor:
             await asyncio.gather(*(p.wait() for p in processes))
 
 
+def unshared_replay_store(config: GatewayConfig) -> str | None:
+    """Why a worker must not serve `config` (at start or at a reload): DPoP on a store only one process sees."""
+    if config.dpop.replay_store == "memory" and any(p.dpop is not None for p in config.providers):
+        return ("--workers with DPoP needs a shared replay store: each worker's memory store would accept the "
+                "same proof once; set dpop.replay_store: redis://HOST:PORT/DB")
+    return None
+
+
+def worker_loader(load):
+    """`load` for a worker process: also refuses what `supervise` refuses, so a reload or a restarted worker
+    cannot turn DPoP on over per-worker memory stores."""
+    def load_for_worker():
+        config, warnings = load()
+        problem = unshared_replay_store(config)
+        if problem is not None:
+            raise ConfigError([f"{config.source}: {problem}"])
+        return config, warnings
+
+    return load_for_worker
+
+
 def supervise(config: GatewayConfig, count: int, command: list[str], config_path: str) -> int:
     if config.listen_port == 0:
         log.error("--workers needs a fixed port: with port 0 every worker would get a different one")
         return 2
-    if config.dpop.replay_store == "memory" and any(p.dpop is not None for p in config.providers):
-        log.error("--workers with DPoP needs a shared replay store: each worker's memory store would accept the "
-                  "same proof once; set dpop.replay_store: redis://HOST:PORT/DB")
+    problem = unshared_replay_store(config)
+    if problem is not None:
+        log.error("%s", problem)
         return 2
     run_dir = Path(tempfile.mkdtemp(prefix="gateway-workers-"))
     try:

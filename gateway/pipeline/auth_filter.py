@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.observe import access_log
 from gateway.pipeline import decide
+from gateway.pipeline.csrf import check_websocket_origin
 from gateway import errors
 from gateway.observe.access_log import AccessRecord, request_id, safe_path
 from gateway.auth.authenticator import Authenticator
@@ -65,6 +66,8 @@ class AuthFilter:
                 cors_headers = route.cors.response_headers(request.headers.get("Origin"))
             if route.csrf is not None:
                 route.csrf.check(request.method, request.headers)
+            if route.token_from != HEADER_ONLY and is_websocket_upgrade(request):
+                check_websocket_origin(request.headers, route.token_from, route.csrf)
             examining = True
             identity = await decide.identify(route, lambda: self._credential(request, route, scheme_used),
                                              self.authenticator)

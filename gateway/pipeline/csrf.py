@@ -52,3 +52,19 @@ class CsrfPolicy:
         if sent is not None and origin_of(sent) in self.origins:
             return
         raise errors.csrf_origin_mismatch(source if sent is not None else None)
+
+
+def check_websocket_origin(headers: CIMultiDictProxy, cookie_sources: tuple[TokenSource, ...],
+                           policy: CsrfPolicy | None) -> None:
+    """Cross-site WebSocket hijacking: a WebSocket handshake is a GET, yet the page that opens it then reads and
+    writes the socket with the browser's cookie attached.  Browsers always send Origin on it (RFC 6455 §4.1), so
+    with a token cookie it must be the gateway's own host or one of the route's csrf_origins; a client that
+    sends no Origin is no browser, and no page can lend it a cookie."""
+    origin = headers.get("Origin")
+    if origin is None or not cookie_token_present(headers, cookie_sources):
+        return
+    sent = origin_of(origin)
+    if sent is not None and ((policy is not None and sent in policy.origins)
+                             or urlsplit(sent).netloc == headers.get("Host", "").lower()):
+        return
+    raise errors.csrf_origin_mismatch("Origin")

@@ -40,7 +40,6 @@ def test_a_cookie_token_route_with_unsafe_methods_needs_csrf_origins(methods, al
 
 
 @pytest.mark.parametrize("routes, message", [
-    (session_route("[GET]", f"csrf_origins: [{APP}]"), "csrf_origins has no effect on a route that allows only safe"),
     (session_route("[POST]", f"csrf_origins: [{APP}]", token_from="[header]"), "has no effect without a cookie"),
     (session_route("[POST]", "csrf_origins: ['https://app.example.com/path']"), "must be an exact origin"),
     (session_route("[POST]", "csrf_origins: ['*']"), "must be an exact origin"),
@@ -52,8 +51,9 @@ def test_csrf_origins_where_it_means_nothing_or_is_no_origin_is_refused(routes, 
     assert any(message in p for p in refused.value.problems), refused.value.problems
 
 
-def test_safe_only_cookie_routes_need_no_origins():
+def test_safe_only_cookie_routes_need_no_origins_and_may_list_them_for_websockets():
     assert build(session_route("[GET]")).routes.routes[0].csrf is None
+    assert build(session_route("[GET]", f"csrf_origins: [{APP}]")).routes.routes[0].csrf.origins == {APP}
 
 
 @pytest.fixture
@@ -98,3 +98,23 @@ async def test_a_header_token_needs_no_origin(session_gateway, rsa_key):
     """Browsers never attach Authorization on their own: API clients on the same route are not affected."""
     status, _, _ = await send(session_gateway, "POST", {"Authorization": f"Bearer {rsa_key.sign(claims())}"})
     assert status == 200
+
+
+@pytest.mark.parametrize("methods, extra", [("[GET]", ""), ("[GET]", f"csrf_origins: [{APP}]"),
+                                            ("[GET, POST]", f"csrf_origins: [{APP}]")])
+async def test_a_websocket_opened_by_a_foreign_page_with_the_token_cookie_is_refused(
+        provider, echo_upstream, rsa_key, methods, extra):
+    """Cross-site WebSocket hijacking: the handshake is a GET, but the foreign page then reads and writes the socket
+    as the user.  Before: upgraded and relayed whatever the Origin (the GET skipped the check)."""
+    routes = session_route(methods, extra).replace("/session", "/ws")
+    text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), routes)
+    cookie = {"Cookie": f"session={rsa_key.sign(claims())}"}
+    async with running_gateway(text) as gw, aiohttp.ClientSession(f"http://127.0.0.1:{gw.port}") as client:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect("/ws", headers={**cookie, "Origin": "https://evil.example"})
+        assert refused.value.status == 403
+        assert echo_upstream.hits == 0
+        for origin in ({"Origin": f"http://127.0.0.1:{gw.port}"}, {"Origin": APP} if extra else {}, {}):
+            async with client.ws_connect("/ws", headers={**cookie, **origin}) as ws:  # its own page; a non-browser
+                await ws.send_str("hi")
+                assert (await ws.receive(timeout=5)).data == "echo:hi"

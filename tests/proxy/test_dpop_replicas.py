@@ -11,9 +11,10 @@ import time
 import aiohttp
 
 from tests.security.dpop_client import DpopKey
-from tests.support.config import REPO
+from tests.support.config import ECHO_ROUTES, OPERATED, REPO, config_text, provider_yaml
+from tests.support.gateway import eventually, get_text, metric, write_atomically
 from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims
-from tests.support.processes import free_port
+from tests.support.processes import free_port, serve_process, stop_process
 
 PUBLIC = "https://api.example.com"  # both replicas serve one public name, so one proof fits either
 PROVIDER_DPOP = "dpop:\n  algorithms: [ES256]\n  max_age: 60"
@@ -123,3 +124,41 @@ async def test_concurrent_proofs_share_round_trips_and_a_duplicate_among_them_is
         statuses = await asyncio.gather(*(send(proof) for proof in proofs))
     assert statuses[:12] == [200] * 12
     assert sorted(statuses[12:]) == [200, 401]
+
+
+async def test_workers_refuse_a_reload_that_turns_dpop_on_with_a_memory_store(tmp_path, echo_upstream, rsa_key):
+    """The start-up check above, also at a reload: each worker's own memory store would take the same proof once."""
+    port, admin = free_port(), free_port()
+    jwks = json.dumps({"keys": [rsa_key.public_jwk]})
+    provider = provider_yaml(None, algorithms="[RS256]", extra=f"jwks: {jwks}")
+    path = tmp_path / "routes.yaml"
+    path.write_text(config_text(echo_upstream.url, provider, ECHO_ROUTES, f"{OPERATED}\npublic_url: {PUBLIC}",
+                                listen=f"127.0.0.1:{port}"))
+    process = serve_process(path, tmp_path / "gateway.log", "--workers", "2", admin_port=admin)
+    try:
+        async with aiohttp.ClientSession() as client:
+            async def ready() -> bool:
+                return (await get_text(client, f"http://127.0.0.1:{admin}/readyz"))[0] == 200
+
+            await eventually(ready, timeout=20, what="both workers ready")
+            write_atomically(path, path.read_text().replace(f"jwks: {jwks}", f"jwks: {jwks}\n    dpop: true"))
+
+            async def both_attempted() -> bool:
+                _, text = await get_text(client, f"http://127.0.0.1:{admin}/metrics")
+                return metric(text, "gateway_config_reloads_total") == 2
+
+            await eventually(both_attempted, what="a reload attempt in each worker")
+            key = DpopKey("ES256")
+            token = rsa_key.sign(claims(cnf={"jkt": key.jkt}))
+            proof = key.proof("GET", PUBLIC + "/echo/x", token)
+            statuses = []
+            for _ in range(20):  # fresh connections: SO_REUSEPORT spreads them over both workers
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
+                    statuses.append((await _send(fresh, f"http://127.0.0.1:{port}", token, proof))[0])
+            _, text = await get_text(client, f"http://127.0.0.1:{admin}/metrics")
+    finally:
+        assert stop_process(process) == 0
+    assert statuses.count(200) <= 1, statuses  # one proof, one request: never once per worker
+    assert metric(text, "gateway_config_reloads_total", result="refused") == 2
+    assert "needs a shared replay store" in (tmp_path / "gateway.log").read_text()
+

@@ -228,7 +228,8 @@ def _token_from(section: Section, problems: Problems, access) -> tuple:
 def _csrf(section: Section, problems: Problems, methods: frozenset[str] | None, token_from: tuple) -> CsrfPolicy | None:
     """`csrf_origins:` the origins allowed to send unsafe requests where a cookie carries the token (pipeline/csrf.py).
 
-    Required there, refused elsewhere; a separate key from CORS `allow_origins`, which says who may *read*
+    Required there; optional on routes allowing only safe methods, where it names the origins that may open a
+    WebSocket besides the gateway's own host; refused without a cookie source.  A separate key from CORS `allow_origins`, which says who may *read*
     answers (and may be '*'), not who may make a browser *send* its cookie."""
     cookies = tuple(source for source in token_from if source.kind == COOKIE)
     unsafe = sorted(HTTP_METHODS - SAFE_METHODS if methods is None else methods - SAFE_METHODS)
@@ -238,10 +239,7 @@ def _csrf(section: Section, problems: Problems, methods: frozenset[str] | None, 
             problems.add(section.line("csrf_origins"), "csrf_origins has no effect without a cookie in token_from; "
                                                        "remove it")
         return None
-    if not unsafe:
-        if section.has("csrf_origins"):
-            problems.add(section.line("csrf_origins"), "csrf_origins has no effect on a route that allows only "
-                                                       "safe methods (GET, HEAD, OPTIONS, TRACE); remove it")
+    if not unsafe and not texts:  # WebSocket handshakes are still checked, against the gateway's own host
         return None
     origins = set()
     for text in texts:
