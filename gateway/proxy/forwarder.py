@@ -103,7 +103,7 @@ class Forwarder:
             async with session.request(request.method, url, headers=headers, data=body.source(),
                                        allow_redirects=False, server_hostname=self.config.server_name) as upstream:
                 # aiohttp's own sock_read timer bounds each read here
-                return await _relay_answer(request, path, upstream.status, upstream.reason, upstream.headers,
+                return await _relay_answer(request, headers["X-Request-Id"], upstream.status, upstream.reason, upstream.headers,
                                            upstream.content, extra_headers, None, expires_at)
         except (aiohttp.ClientError, asyncio.TimeoutError, BodyAborted) as exc:
             if body.failure is not None:
@@ -134,7 +134,7 @@ class Forwarder:
         except (UpstreamGone, OSError):
             raise errors.upstream_unavailable() from None
         try:
-            return await _relay_answer(request, path, message.code, message.reason, message.headers, payload,
+            return await _relay_answer(request, headers["X-Request-Id"], message.code, message.reason, message.headers, payload,
                                        extra_headers, self.config.read_timeout, expires_at)
         except TimeoutError:  # before OSError, of which it is a subclass
             raise errors.upstream_timeout() from None
@@ -147,7 +147,7 @@ class Forwarder:
 CUT_SHORT = (aiohttp.ClientError, UpstreamGone, OSError, asyncio.TimeoutError, BodyAborted)
 
 
-async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason: str | None,
+async def _relay_answer(request: web.BaseRequest, request_id: str, status: int, reason: str | None,
                         upstream_headers: CIMultiDictProxy, content: StreamReader,
                         extra_headers: dict[str, str] | None, silence: float | None,
                         expires_at: float | None) -> web.StreamResponse:
@@ -188,19 +188,19 @@ async def _relay_answer(request: web.BaseRequest, path: str, status: int, reason
             await response.write_eof()
     except CUT_SHORT as exc:
         if expired(timer):
-            await _end_at_expiry(request, path, response, at_event_boundary)
+            await _end_at_expiry(request, request_id, response, at_event_boundary)
         else:
-            log.info("%s %s: response cut short after it started (%s)", request.method, path, type(exc).__name__)
+            log.info("request %s: response cut short after it started (%s)", request_id, type(exc).__name__)
         request.protocol.force_close()  # no terminating chunk: the client sees a truncated body
     return response
 
 
-async def _end_at_expiry(request: web.BaseRequest, path: str, response: web.StreamResponse,
+async def _end_at_expiry(request: web.BaseRequest, request_id: str, response: web.StreamResponse,
                          at_event_boundary: bool) -> None:
     """An SSE stream gets a final `event: token_expired` (when between events) and its end; the caller
     closes the connection."""
     response[ENDED_BY] = STREAM_EXPIRED
-    log.info("%s %s: stream ended, its token expired", request.method, path)
+    log.info("request %s: stream ended, its token expired", request_id)
     if at_event_boundary and response.content_type == "text/event-stream":
         with contextlib.suppress(*CUT_SHORT):
             async with asyncio.timeout(1.0):  # a client that stopped reading gets no more

@@ -80,6 +80,27 @@ async def test_another_streamed_answer_is_cut_without_its_last_chunk(gateway_for
     await _until(lambda: "token_expired_during_stream" in reasons(caplog))
 
 
+async def test_the_stream_end_log_names_the_request_never_a_jwt_in_its_path(
+        gateway_for, echo_upstream, short_token, caplog):
+    """The forwarder's line about a stream ended at expiry printed the canonical path, so a JWT-looking path part
+    (masked in the access log) reached the log; it names the request id instead."""
+    caplog.set_level(logging.INFO)
+    jwt_in_path = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    token, _ = short_token()
+    routes = ROUTES.replace("  - path: /**\n", "  - path: /trickle/*\n    access: authenticated\n  - path: /**\n")
+    async with gateway_for(echo_upstream.url, routes=routes, provider_extra=LEEWAY_0) as (_, client):
+        headers = {"Authorization": f"Bearer {token}", "X-Request-Id": "stream-7"}
+        async with client.get(f"/trickle/{jwt_in_path}", headers=headers) as answer:
+            await echo_upstream.controls.sse_next.put("part one")
+            assert await asyncio.wait_for(answer.content.readexactly(8), 5) == b"part one"
+            with pytest.raises(Exception):
+                await asyncio.wait_for(answer.content.read(), 10)
+    await echo_upstream.controls.sse_next.put(None)
+    await _until(lambda: "stream ended, its token expired" in caplog.text)
+    assert "request stream-7: stream ended, its token expired" in caplog.text
+    assert jwt_in_path not in caplog.text
+
+
 async def test_a_route_may_let_its_streams_outlive_the_token(gateway_for, echo_upstream, short_token):
     routes = "  - path: /sse\n    access: authenticated\n    streams_outlive_token: true\n"
     token, exp = short_token()

@@ -146,6 +146,8 @@ class EchoUpstream(Served):
         path = request.raw_path.split("?", 1)[0]
         if path.startswith("/status/"):
             return await self.status(request, int(path[len("/status/"):]))
+        if path.startswith("/trickle/"):  # the same stream under any deeper path (a path the test chooses)
+            return await self.trickle(request)
         return await self._behaviours.get(path, self.echo)(request)
 
     def _runner(self) -> web.ServerRunner:
