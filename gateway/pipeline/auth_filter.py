@@ -66,7 +66,8 @@ class AuthFilter:
                 cors_headers = route.cors.response_headers(request.headers.get("Origin"))
             if route.csrf is not None:
                 route.csrf.check(request.method, request.headers)
-            if route.token_from != HEADER_ONLY and is_websocket_upgrade(request):
+            websocket = is_websocket_upgrade(request)
+            if websocket and route.token_from != HEADER_ONLY:
                 check_websocket_origin(request.headers, route.token_from, route.csrf)
             examining = True
             identity = await decide.identify(route, lambda: self._credential(request, route, scheme_used),
@@ -84,7 +85,7 @@ class AuthFilter:
                 request.headers, identity, self.config.forward_authorization and route_reads_header_tokens,
                 request.remote, request.scheme, self.config.identity_headers,
                 trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
-                host=self.config.upstream.host, websocket=is_websocket_upgrade(request))
+                host=self.config.upstream.host, websocket=websocket)
             headers["X-Request-Id"] = record.request_id  # passed through, or generated here
             if presented is not None:
                 headers[CLIENT_CERT_HEADER] = presented
@@ -162,6 +163,8 @@ def route_challenges(config: GatewayConfig, route: Route) -> errors.Challenges:
     dpop_algs = tuple(dict.fromkeys(a for p in providers if p.dpop is not None for a in p.dpop.algorithms))
     bearer = not providers or any(p.dpop is None or p.token_binding == "optional" for p in providers)
     return errors.Challenges(bearer, dpop_algs)
+
+
 def client_certificate_thumbprint(request: web.BaseRequest) -> str | None:
     """The thumbprint of the connection's client certificate: present only once TLS has verified it."""
     transport = request.transport
