@@ -46,7 +46,7 @@ PHASES = [
     ("aiohttp: other", "aiohttp/", None),
     ("multidict/yarl", "multidict/", None),
     ("multidict/yarl", "yarl/", None),
-    ("gateway: upstream pool, writing the request (syscall time)", "gateway/proxy/upstream_client.py", "_Connection.exchange"),
+    ("gateway: upstream pool, writing the request (syscall time)", "gateway/proxy/upstream_client.py", "UpstreamConnection.send"),
     ("gateway: upstream pool (lean client on aiohttp's C response parser)", "gateway/proxy/upstream_client.py", None),
     ("gateway: metrics (prometheus-client)", "prometheus_client/", None),
     ("gateway: metrics (prometheus-client)", "gateway/observe/metrics.py", None),

@@ -36,16 +36,29 @@ class Authenticator:
             await self.dpop.check(identity, self.caches[identity.provider].provider, credential)
         return identity
 
-    async def _identity(self, token: str, allowed: frozenset[str] | None) -> Identity:
-        now = self.clock()
-        identity = self.token_cache.get(token, now)
-        if identity is not None and self.caches[identity.provider].holds(*identity.key_ref):
-            if allowed is not None and identity.provider not in allowed:
-                raise issuer_not_accepted(self.caches[identity.provider].provider, allowed,
-                                          (cache.provider for cache in self.caches.values()))
-            return identity
+    def cached_bearer(self, token: str, allowed: frozenset[str] | None) -> Identity | None:
+        """A bearer token's identity when the cache holds it, with every check `authenticate` makes on a hit;
+        None when it has to be verified (the fast path then hands the request to the general one)."""
+        identity = self._cached(token, allowed, count_miss=False)  # a miss is counted when `authenticate` looks
         if identity is not None:
+            check_unproven(identity)
+        return identity
+
+    def _cached(self, token: str, allowed: frozenset[str] | None, count_miss: bool = True) -> Identity | None:
+        identity = self.token_cache.get(token, self.clock(), count_miss)
+        if identity is None:
+            return None
+        if not self.caches[identity.provider].holds(*identity.key_ref):
             self.token_cache.discard(token)  # its key was rotated out: verify again, likely to fail
-        identity = await self.verifier.verify_bearer(token, allowed)
-        self.token_cache.put(token, identity)
+            return None
+        if allowed is not None and identity.provider not in allowed:
+            raise issuer_not_accepted(self.caches[identity.provider].provider, allowed,
+                                      (cache.provider for cache in self.caches.values()))
+        return identity
+
+    async def _identity(self, token: str, allowed: frozenset[str] | None) -> Identity:
+        identity = self._cached(token, allowed)
+        if identity is None:
+            identity = await self.verifier.verify_bearer(token, allowed)
+            self.token_cache.put(token, identity)
         return identity

@@ -17,7 +17,7 @@ from gateway.pipeline.auth_filter import AuthFilter
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.dpop import DpopChecker
 from gateway.auth.replay_store import ReplayStore, open_replay_store
-from gateway.proxy.client_errors import GatewayHttpServer
+from gateway.ops.client_connection import FastHttpServer
 from gateway.config.model import GatewayConfig
 from gateway.proxy.forwarder import Forwarder
 from gateway.ops.generation import Generation
@@ -66,8 +66,8 @@ class Gateway:
         limits = self.config.limits
         # keepalive_timeout also bounds a new connection's wait for a complete request head
         # (aiohttp does not extend it per byte), which is what starves slowloris clients.
-        server = GatewayHttpServer(self._handle, limits=limits, access_log=None,
-                                   keepalive_timeout=self.config.clients.idle_timeout)
+        server = FastHttpServer(self._handle, lambda: self.generation, limits=limits, access_log=None,
+                                keepalive_timeout=self.config.clients.idle_timeout)
         self.runner = web.ServerRunner(server, handle_signals=False,
                                        shutdown_timeout=CANCEL_GRACE)
         await self.runner.setup()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.observe import access_log
 from gateway.pipeline import decide
@@ -19,6 +20,7 @@ from gateway import errors
 from gateway.observe.access_log import AccessRecord, request_id, safe_path
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.dpop import ProofRequest
+from gateway.auth.identity import Identity
 from gateway.auth.binding import CLIENT_CERT_HEADER, certificate_thumbprint, check_binding
 from gateway.config.model import GatewayConfig
 from gateway.proxy.body_stream import answer_and_close, must_close_after_refusal
@@ -30,6 +32,32 @@ from gateway.pipeline.route_table import Route
 from gateway.auth.token_sources import HEADER, HEADER_ONLY, drop_tokens, find_token
 from gateway.errors import BEARER
 from gateway.proxy.websocket_relay import is_websocket_upgrade
+
+
+Routed = tuple  # (canonical path, query, route, CORS headers or None, WebSocket upgrade?)
+Admitted = tuple  # (query, upstream headers, extra answer headers or None, token expiry or None)
+
+
+class Admission(NamedTuple):
+    """A request the fast path decided to forward (`AuthFilter.admit_cached`)."""
+
+    record: AccessRecord
+    path: str
+    query: str
+    headers: CIMultiDict
+    extra_headers: dict[str, str] | None
+    expires_at: float | None
+
+
+class Answered(NamedTuple):
+    """A request the filter answered itself (a refusal, a preflight), with its access record."""
+
+    record: AccessRecord
+    response: web.Response
+
+
+def new_record(request: web.BaseRequest) -> AccessRecord:
+    return AccessRecord(request_id(request.headers.get("X-Request-Id")), request.method, safe_path(request.raw_path))
 
 
 class AuthFilter:
@@ -45,74 +73,33 @@ class AuthFilter:
         self.binding_required = frozenset(p.name for p in config.providers if p.token_binding == "required")
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The general path: any request, with whatever it needs awaited (a signature check, a DPoP proof, a body)."""
         started = time.monotonic()
-        record = AccessRecord(request_id(request.headers.get("X-Request-Id")), request.method,
-                              safe_path(request.raw_path))
+        record = new_record(request)
         route = None
         cors_headers = None
         examining = False
         scheme_used: list[str | None] = [None]  # the scheme the token came with: its challenge carries the error
         try:
-            path, query = decide.target(request.raw_path, self.config.allow_path_params)
-            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
-                    and "Origin" in request.headers:
-                preflight = self._preflight(request, path)
-                if preflight is not None:
-                    record.decision, record.reason, record.status = "allow", "cors_preflight", preflight.status
-                    return preflight
-            route = decide.route_for(self.config.routes, request.method, path)
-            record.route = route.pattern
-            if route.cors is not None:
-                cors_headers = route.cors.response_headers(request.headers.get("Origin"))
-            if route.csrf is not None:
-                route.csrf.check(request.method, request.headers)
-            websocket = is_websocket_upgrade(request)
-            if websocket and route.token_from != HEADER_ONLY:
-                check_websocket_origin(request.headers, route.token_from, route.csrf)
+            routed = self._route(request, record)
+            if isinstance(routed, web.StreamResponse):
+                return routed
+            path, query, route, cors_headers, websocket = routed
             examining = True
             identity = await decide.identify(route, lambda: self._credential(request, route, scheme_used),
                                              self.authenticator)
-            presented = client_certificate_thumbprint(request) if self.asks_client_certs else None
-            if identity is not None:
-                check_binding(identity, presented, identity.provider in self.binding_required)
             examining = False
-            if identity is not None:
-                record.subject, record.verification = identity.subject, "valid"
-            decide.enforce(route, identity)
-            # the client's Authorization goes upstream only when it carried the token verified just now
-            route_reads_header_tokens = identity is not None and any(s.kind == HEADER for s in route.token_from)
-            headers = upstream_request_headers(
-                request.headers, identity, self.config.forward_authorization and route_reads_header_tokens,
-                request.remote, request.scheme, self.config.identity_headers,
-                trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
-                host=self.config.upstream.host, websocket=websocket)
-            headers["X-Request-Id"] = record.request_id  # passed through, or generated here
-            if presented is not None:
-                headers[CLIENT_CERT_HEADER] = presented
-            if route.token_from != HEADER_ONLY and not self.config.forward_authorization:
-                query = drop_tokens(route.token_from, query, headers)
-            record.decision = "allow"
-            extra_headers = cors_headers
-            if identity is not None and identity.provider in self.nonce_providers:
-                extra_headers = {**(cors_headers or {}), "DPoP-Nonce": self.authenticator.dpop.nonces.current()}
-            expires_at = identity.expires_at if identity is not None and not route.streams_outlive_token else None
+            admitted = self._admit(request, route, identity, record, query, cors_headers, websocket)
             forwarding = time.monotonic()
             try:
-                response = await self.forwarder.forward(request, path, query, headers, extra_headers, expires_at)
+                response = await self.forwarder.forward(request, path, *admitted)
             finally:
                 record.upstream_ms = (time.monotonic() - forwarding) * 1000
             record.status, record.reason = response.status, response.get(ENDED_BY, "forwarded")
         except errors.Rejection as rejection:
-            response = rejection.response(self.config.realm, self._challenges(route), scheme_used[0])
-            if cors_headers:
-                response.headers.update(cors_headers)
+            response = self.refusal(request, record, rejection, route, cors_headers, scheme_used[0], examining)
             if must_close_after_refusal(request, rejection.status, rejection.code):
                 await answer_and_close(request, response)
-            record.status, record.reason = response.status, rejection.code
-            if rejection.status == 403:
-                record.detail = rejection.description  # the unmet condition, in the rule's words: config values only
-            if examining and rejection.code != "authorization_header_missing":
-                record.verification = rejection.code
             return response
         except asyncio.CancelledError:
             record.status, record.reason = 499, "client_closed"
@@ -120,6 +107,104 @@ class AuthFilter:
         finally:
             record.latency_ms = (time.monotonic() - started) * 1000
             self.observe(record)
+        return response
+
+    def admit_cached(self, request: web.BaseRequest) -> Admission | Answered | None:
+        """The fast path's decision: the same steps as `handle`, for a request they decide without waiting.
+
+        A request whose token (if its route reads one) is a bearer token the token cache holds is
+        admitted, or answered here (a refusal, a preflight) exactly as `handle` answers it.  A token
+        to verify or a DPoP proof to check returns None before any effect (no log line, no proof
+        used, no cache lookup counted twice), and `handle` then takes the request from the start.
+        """
+        record = new_record(request)
+        route = None
+        cors_headers = None
+        examining = False
+        scheme_used: list[str | None] = [None]
+        try:
+            routed = self._route(request, record)
+            if isinstance(routed, web.StreamResponse):
+                return Answered(record, routed)
+            path, query, route, cors_headers, websocket = routed
+            examining = True
+            credential = decide.credential_for(route, lambda: self._credential(request, route, scheme_used))
+            identity = None
+            if credential is not None:
+                if type(credential) is not str:  # a DPoP proof to check: the general path
+                    return None
+                identity = self.authenticator.cached_bearer(credential, route.providers)
+                if identity is None:
+                    return None
+            examining = False
+            admitted = self._admit(request, route, identity, record, query, cors_headers, websocket)
+        except errors.Rejection as rejection:
+            return Answered(record, self.refusal(request, record, rejection, route, cors_headers, scheme_used[0],
+                                                 examining))
+        return Admission(record, path, *admitted)
+
+    def _route(self, request: web.BaseRequest, record: AccessRecord) -> Routed | web.StreamResponse:
+        """Target, route and the checks that need no token: the route, or a preflight's answer."""
+        path, query = decide.target(request.raw_path, self.config.allow_path_params)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
+                and "Origin" in request.headers:
+            preflight = self._preflight(request, path)
+            if preflight is not None:
+                record.decision, record.reason, record.status = "allow", "cors_preflight", preflight.status
+                return preflight
+        route = decide.route_for(self.config.routes, request.method, path)
+        record.route = route.pattern
+        cors_headers = route.cors.response_headers(request.headers.get("Origin")) if route.cors is not None else None
+        if route.csrf is not None:
+            route.csrf.check(request.method, request.headers)
+        websocket = is_websocket_upgrade(request)
+        if websocket and route.token_from != HEADER_ONLY:
+            check_websocket_origin(request.headers, route.token_from, route.csrf)
+        return path, query, route, cors_headers, websocket
+
+    def _admit(self, request: web.BaseRequest, route: Route, identity: Identity | None, record: AccessRecord,
+               query: str, cors_headers: dict[str, str] | None, websocket: bool) -> Admitted:
+        """The identity's binding and the route's rule; then what goes upstream: headers, query, extras, expiry."""
+        presented = client_certificate_thumbprint(request) if self.asks_client_certs else None
+        if identity is not None:
+            try:
+                check_binding(identity, presented, identity.provider in self.binding_required)
+            except errors.Rejection as rejection:
+                record.verification = rejection.code
+                raise
+            record.subject, record.verification = identity.subject, "valid"
+        decide.enforce(route, identity)
+        # the client's Authorization goes upstream only when it carried the token verified just now
+        route_reads_header_tokens = identity is not None and any(s.kind == HEADER for s in route.token_from)
+        headers = upstream_request_headers(
+            request.headers, identity, self.config.forward_authorization and route_reads_header_tokens,
+            request.remote, request.scheme, self.config.identity_headers,
+            trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
+            host=self.config.upstream.host, websocket=websocket)
+        headers["X-Request-Id"] = record.request_id  # passed through, or generated here
+        if presented is not None:
+            headers[CLIENT_CERT_HEADER] = presented
+        if route.token_from != HEADER_ONLY and not self.config.forward_authorization:
+            query = drop_tokens(route.token_from, query, headers)
+        record.decision = "allow"
+        extra_headers = cors_headers
+        if identity is not None and identity.provider in self.nonce_providers:
+            extra_headers = {**(cors_headers or {}), "DPoP-Nonce": self.authenticator.dpop.nonces.current()}
+        expires_at = identity.expires_at if identity is not None and not route.streams_outlive_token else None
+        return query, headers, extra_headers, expires_at
+
+    def refusal(self, request: web.BaseRequest, record: AccessRecord, rejection: errors.Rejection,
+                route: Route | None = None, cors_headers: dict[str, str] | None = None,
+                scheme: str | None = None, examining: bool = False) -> web.Response:
+        """A rejection as the client's answer, and its facts on the access record."""
+        response = rejection.response(self.config.realm, self._challenges(route), scheme)
+        if cors_headers:
+            response.headers.update(cors_headers)
+        record.status, record.reason = response.status, rejection.code
+        if rejection.status == 403:
+            record.detail = rejection.description  # the unmet condition, in the rule's words: config values only
+        if examining and rejection.code != "authorization_header_missing":
+            record.verification = rejection.code
         return response
 
     def _credential(self, request: web.BaseRequest, route: Route,

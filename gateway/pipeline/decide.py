@@ -40,14 +40,20 @@ def route_for(routes: RouteTable, method: str, path: str) -> Route:
 
 async def identify(route: Route, read_credential: Callable[[], Any], authenticator: Authenticating) -> Identity | None:
     """The verified identity the route needs, None where it needs none; the credential is read only if looked at."""
+    credential = credential_for(route, read_credential)
+    if credential is None:
+        return None
+    return await authenticator.authenticate(credential, route.providers)
+
+
+def credential_for(route: Route, read_credential: Callable[[], Any]) -> Any:
+    """The credential to authenticate: None where the route needs none or may go without; 401 where it is missing."""
     if route.access.token is TokenNeed.NONE:
         return None
     credential = read_credential()
-    if credential is None:
-        if route.access.token is TokenNeed.REQUIRED:
-            raise errors.missing_token()
-        return None
-    return await authenticator.authenticate(credential, route.providers)
+    if credential is None and route.access.token is TokenNeed.REQUIRED:
+        raise errors.missing_token()
+    return credential
 
 
 def enforce(route: Route, identity: Identity | None) -> None:

@@ -9,6 +9,7 @@ gateway saw on the socket.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Iterable
@@ -39,25 +40,39 @@ def is_trusted(peer: str | None, networks: Iterable[Network]) -> bool:
 
 
 def forwarding_headers(incoming: CIMultiDictProxy, peer: str | None, scheme: str,
-                       trusted: bool) -> list[tuple[str, str]]:
+                       trusted: bool) -> tuple[tuple[str, str], ...]:
     """The four headers to send upstream, in order; the caller has already dropped the client's."""
     host = incoming.get("Host")
+    if not trusted:  # the usual case: the same few (peer, scheme, Host) over and over
+        return _own_hop(peer, scheme, host)
     node = peer or "unknown"
-    element = ";".join(f"{key}={_value(value)}" for key, value in
-                       (("for", _node(node)), ("proto", scheme), ("host", host)) if value)
-    if trusted:
-        chain = ", ".join(incoming.getall("X-Forwarded-For", ()))
-        earlier = ", ".join(incoming.getall("Forwarded", ()))
-        proto = incoming.get("X-Forwarded-Proto") or scheme
-        original_host = incoming.get("X-Forwarded-Host") or host
-    else:
-        chain = earlier = ""
-        proto, original_host = scheme, host
+    chain = ", ".join(incoming.getall("X-Forwarded-For", ()))
+    earlier = ", ".join(incoming.getall("Forwarded", ()))
+    proto = incoming.get("X-Forwarded-Proto") or scheme
+    original_host = incoming.get("X-Forwarded-Host") or host
+    element = _element(node, scheme, host)
     out = [("X-Forwarded-For", f"{chain}, {node}" if chain else node), ("X-Forwarded-Proto", proto)]
     if original_host:
         out.append(("X-Forwarded-Host", original_host))
     out.append(("Forwarded", f"{earlier}, {element}" if earlier else element))
-    return out
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: the Host part is the client's to choose
+def _own_hop(peer: str | None, scheme: str, host: str | None) -> tuple[tuple[str, str], ...]:
+    """The headers when nothing before the gateway is believed: only what it saw on the socket."""
+    node = peer or "unknown"
+    out = [("X-Forwarded-For", node), ("X-Forwarded-Proto", scheme)]
+    if host:
+        out.append(("X-Forwarded-Host", host))
+    out.append(("Forwarded", _element(node, scheme, host)))
+    return tuple(out)
+
+
+def _element(node: str, scheme: str, host: str | None) -> str:
+    """This hop's RFC 7239 element: for, proto and host."""
+    return ";".join(f"{key}={_value(value)}" for key, value in
+                    (("for", _node(node)), ("proto", scheme), ("host", host)) if value)
 
 
 def _node(address: str) -> str:

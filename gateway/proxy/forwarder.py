@@ -16,6 +16,7 @@ import ssl
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_parser import RawResponseMessage
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -25,7 +26,7 @@ from gateway.proxy.body_stream import BodyAborted, RequestBody
 from gateway.config.model import ClientConfig, Limits, UpstreamConfig
 from gateway.proxy.headers import downstream_response_headers
 from gateway.proxy.token_expiry import ENDED_BY, SSE_TOKEN_EXPIRED, STREAM_EXPIRED, expired, until_expiry
-from gateway.proxy.upstream_client import UpstreamGone, UpstreamPool, tls_failure
+from gateway.proxy.upstream_client import UpstreamConnection, UpstreamGone, UpstreamPool, tls_failure
 from gateway.proxy.websocket_relay import WebSocketRelay, is_websocket_upgrade
 
 log = logging.getLogger("gateway.forwarder")
@@ -117,7 +118,12 @@ class Forwarder:
     async def _forward_bodiless(self, request: web.BaseRequest, path: str, query: str, headers: CIMultiDict,
                                 extra_headers: dict[str, str] | None, expires_at: float | None) -> web.StreamResponse:
         """The common case on the lean pool: one write out, aiohttp's C parser on the way back."""
-        lines = [f"{request.method} {path}{'?' + query if query else ''} HTTP/1.1"]
+        head = self.bodiless_head(request.method, path, query, headers)
+        return await self.send_bodiless(request, head, headers["X-Request-Id"], extra_headers, expires_at)
+
+    def bodiless_head(self, method: str, path: str, query: str, headers: CIMultiDict) -> bytes:
+        """The upstream request head of a bodiless request, as the bytes written to the upstream."""
+        lines = [f"{method} {path}{'?' + query if query else ''} HTTP/1.1"]
         if "Host" not in headers:
             lines.append(f"Host: {self.default_host}")
         lines += [f"{name}: {value}" for name, value in headers.items()]
@@ -125,23 +131,53 @@ class Forwarder:
         text = "\r\n".join(lines)
         if text.count("\n") != len(lines) or text.count("\r") != len(lines) or "\0" in text:
             raise errors.upstream_unavailable()  # never reached: parsed and verified values hold no CR/LF
+        return text.encode()
+
+    async def send_bodiless(self, request: web.BaseRequest, head: bytes, request_id: str,
+                            extra_headers: dict[str, str] | None, expires_at: float | None) -> web.StreamResponse:
+        """`head` to the upstream over the lean pool (waiting for a connection if none is idle) and its answer back."""
         try:
-            connection, message, payload = await self.pool.request(request.method, text.encode())
-        except TimeoutError:  # before OSError, of which it is a subclass
-            raise errors.upstream_timeout() from None
-        except ssl.SSLError as exc:  # before OSError too
-            raise tls_failure(exc) from None
-        except (UpstreamGone, OSError):
-            raise errors.upstream_unavailable() from None
+            connection, message, payload = await self.pool.request(request.method, head)
+        except (TimeoutError, OSError, UpstreamGone) as exc:
+            raise upstream_failure(exc) from None
+        return await self.relay(request, request_id, connection, message, payload, extra_headers, expires_at)
+
+    async def relay(self, request: web.BaseRequest, request_id: str, connection: UpstreamConnection,
+                    message: RawResponseMessage, payload: StreamReader, extra_headers: dict[str, str] | None,
+                    expires_at: float | None) -> web.StreamResponse:
+        """An answer from the lean pool to the client; the connection goes back to the pool (or closes) after."""
         try:
-            return await _relay_answer(request, headers["X-Request-Id"], message.code, message.reason, message.headers, payload,
+            return await _relay_answer(request, request_id, message.code, message.reason, message.headers, payload,
                                        extra_headers, self.config.read_timeout, expires_at)
-        except TimeoutError:  # before OSError, of which it is a subclass
-            raise errors.upstream_timeout() from None
-        except (UpstreamGone, OSError, aiohttp.ClientPayloadError):
-            raise errors.upstream_unavailable() from None
+        except (TimeoutError, OSError, UpstreamGone, aiohttp.ClientPayloadError) as exc:
+            raise upstream_failure(exc) from None
         finally:
             self.pool.release(connection, message, payload)
+
+
+def upstream_failure(exc: Exception) -> errors.Rejection:
+    """The client's answer when the lean pool's exchange fails before the answer started."""
+    if isinstance(exc, TimeoutError):  # before OSError, of which it is a subclass
+        return errors.upstream_timeout()
+    if isinstance(exc, ssl.SSLError):  # before OSError too
+        return tls_failure(exc)
+    return errors.upstream_unavailable()
+
+
+def answer_headers(upstream_headers: CIMultiDictProxy, extra_headers: dict[str, str] | None) -> CIMultiDict:
+    """The upstream answer's headers as the client gets them: hop-by-hop dropped, the gateway's extras added."""
+    headers_out = downstream_response_headers(upstream_headers)
+    headers_out.setdefault("Server", errors.SERVER)  # the upstream's own passes unchanged
+    if extra_headers:
+        headers_out.update(extra_headers)
+    return headers_out
+
+
+def whole_body_expected(method: str, status: int, upstream_headers: CIMultiDictProxy) -> bool:
+    """A small answer with a declared length: read whole before answering, so a failure can still be a 502."""
+    length = upstream_headers.get("Content-Length")
+    return length is not None and length.isdigit() and int(length) <= SMALL_BODY \
+        and method != "HEAD" and status not in (204, 304)
 
 
 CUT_SHORT = (aiohttp.ClientError, UpstreamGone, OSError, asyncio.TimeoutError, BodyAborted)
@@ -159,13 +195,8 @@ async def _relay_answer(request: web.BaseRequest, request_id: str, status: int, 
     client connection without a terminating chunk, so a truncated body never looks complete.  A
     stream still running when its token expires (`expires_at`) is ended then (token_expiry).
     """
-    headers_out = downstream_response_headers(upstream_headers)
-    headers_out.setdefault("Server", errors.SERVER)  # the upstream's own passes unchanged
-    if extra_headers:
-        headers_out.update(extra_headers)
-    length = upstream_headers.get("Content-Length")
-    if length is not None and length.isdigit() and int(length) <= SMALL_BODY \
-            and request.method != "HEAD" and status not in (204, 304):
+    headers_out = answer_headers(upstream_headers, extra_headers)
+    if whole_body_expected(request.method, status, upstream_headers):
         if content.is_eof():  # the usual case: the whole body came with the head, nothing to wait for
             body = await content.read()
         else:

@@ -16,6 +16,7 @@ import logging
 import math
 import ssl
 from collections import deque
+from typing import Protocol
 
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_parser import HttpResponseParser, RawResponseMessage
@@ -28,6 +29,24 @@ log = logging.getLogger("gateway.forwarder")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "PUT", "TRACE"})
 
 
+class AnswerWaiter(Protocol):
+    """What waits for an upstream answer: an asyncio future, or anything with the same three methods."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: tuple[RawResponseMessage, StreamReader]) -> None: ...
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+class Slots(asyncio.Semaphore):
+    """Requests in flight; `try_acquire` is `acquire`'s no-wait case, for callers that cannot await."""
+
+    def try_acquire(self) -> bool:
+        if self._value <= 0 or self._waiters:  # `locked()`, without its generator over the waiters
+            return False
+        self._value -= 1  # what Semaphore.acquire does when it need not wait
+        return True
+
+
 class UpstreamGone(ConnectionError):
     """The connection closed or failed before a whole response head arrived."""
 
@@ -38,14 +57,14 @@ def tls_failure(exc: Exception) -> errors.Rejection:
     return errors.upstream_tls_error()
 
 
-class _Connection(BaseProtocol):
+class UpstreamConnection(BaseProtocol):
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: "UpstreamPool"):
         super().__init__(loop)
         self.pool = pool
         self.parser = HttpResponseParser(self, loop, 2 ** 16, response_with_body=True, auto_decompress=False,
                                          max_line_size=pool.max_line_size, max_field_size=pool.max_field_size)
         self._parser = self.parser  # BaseProtocol's flow control pauses and resumes it (backpressure)
-        self.waiter: asyncio.Future | None = None
+        self.waiter: AnswerWaiter | None = None
         self.payload: StreamReader | None = None
         self.reused = False
         self.closed = False
@@ -94,16 +113,24 @@ class _Connection(BaseProtocol):
             self.waiter.set_exception(exc)
 
     async def exchange(self, head: bytes, timeout: float) -> tuple[RawResponseMessage, StreamReader]:
-        waiter = self.waiter = self._loop.create_future()
+        waiter = self._loop.create_future()
+        self.send(head, timeout, waiter)
+        return await waiter
+
+    def send(self, head: bytes, timeout: float, waiter: AnswerWaiter) -> None:
+        """Write a request head; `waiter` gets (message, payload) once the answer's head is parsed, or the failure.
+
+        A future for `exchange`, or the fast path's own callback object (ops/client_connection.py).
+        """
+        self.waiter = waiter
         self.payload = None
         self.transport.write(head)
         if not timeout > 0:  # as aiohttp's sock_read: 0 sets no limit
             self.deadline = math.inf
-            return await waiter
+            return
         self.deadline = self._loop.time() + timeout
         if self.deadline < self.timer_at:  # none armed (or one armed for later): arm it for this deadline
             self._arm()
-        return await waiter
 
     def _arm(self) -> None:
         if self.timer is not None:
@@ -144,23 +171,23 @@ class UpstreamPool:
         self.tls = tls
         self.server_name = (server_name or host) if tls is not None else None
         self.max_line_size, self.max_field_size = max_line_size, max_field_size
-        self.idle: deque[_Connection] = deque()
-        self.open: set[_Connection] = set()
-        self.slots = asyncio.Semaphore(size)  # requests in flight, as aiohttp's connector limit: the upstream's
+        self.idle: deque[UpstreamConnection] = deque()
+        self.open: set[UpstreamConnection] = set()
+        self.slots = Slots(size)  # requests in flight, as aiohttp's connector limit: the upstream's
         # worker count, not the client count, bounds how many connections it has to hold
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout if self.connect_timeout > 0 else None):  # as aiohttp
             if self.unix_path is not None:
-                _, connection = await loop.create_unix_connection(lambda: _Connection(loop, self), self.unix_path)
+                _, connection = await loop.create_unix_connection(lambda: UpstreamConnection(loop, self), self.unix_path)
             else:
-                _, connection = await loop.create_connection(lambda: _Connection(loop, self), self.host, self.port,
+                _, connection = await loop.create_connection(lambda: UpstreamConnection(loop, self), self.host, self.port,
                                                              ssl=self.tls, server_hostname=self.server_name)
         self.open.add(connection)
         return connection
 
-    def _take_idle(self) -> _Connection | None:
+    def _take_idle(self) -> UpstreamConnection | None:
         """The most recently used live connection, unless it has been idle for `keepalive` or longer.
 
         Last in, first out: if the newest idle connection has outlived `keepalive`, so have all the others.
@@ -179,7 +206,7 @@ class UpstreamPool:
             return connection
         return None
 
-    async def request(self, method: str, head: bytes) -> tuple[_Connection, RawResponseMessage, StreamReader]:
+    async def request(self, method: str, head: bytes) -> tuple[UpstreamConnection, RawResponseMessage, StreamReader]:
         """Send a bodiless request; a reused connection the upstream had closed is retried once, fresh.
 
         Takes a slot that `release` gives back; on failure the slot is given back here.
@@ -199,7 +226,29 @@ class UpstreamPool:
             raise
         return connection, message, payload
 
-    async def _exchange(self, connection: _Connection, head: bytes) -> tuple[RawResponseMessage, StreamReader]:
+    def try_send(self, method: str, head: bytes, waiter: AnswerWaiter) -> UpstreamConnection | None:
+        """`request` for a caller that cannot wait: sent on an idle connection with a free slot, or None.
+
+        The waiter gets the answer (or the failure) as `request` would; `release` gives the slot back.
+        A reused connection the upstream had closed is not retried here: the caller retries through
+        `request`, which connects afresh.
+        """
+        if not self.idle or not self.slots.try_acquire():
+            return None
+        connection = self._take_idle()
+        if connection is None:
+            self.slots.release()
+            return None
+        connection.send(head, self.read_timeout, waiter)
+        return connection
+
+    def abandon(self, connection: UpstreamConnection) -> None:
+        """A `try_send` whose answer failed or was not waited for: the connection's state is unknown; close it."""
+        self.slots.release()
+        if connection.transport is not None:
+            connection.transport.close()
+
+    async def _exchange(self, connection: UpstreamConnection, head: bytes) -> tuple[RawResponseMessage, StreamReader]:
         try:
             return await connection.exchange(head, self.read_timeout)
         except BaseException:  # timed out, cancelled or broken: the connection's state is unknown, never reuse it
@@ -207,7 +256,7 @@ class UpstreamPool:
                 connection.transport.close()
             raise
 
-    def release(self, connection: _Connection, message: RawResponseMessage, payload: StreamReader) -> None:
+    def release(self, connection: UpstreamConnection, message: RawResponseMessage, payload: StreamReader) -> None:
         """Back to the pool only when the answer was read to its end and may be followed by another."""
         self.slots.release()
         reusable = (not connection.closed and not message.should_close and payload.is_eof()
@@ -219,7 +268,7 @@ class UpstreamPool:
         else:
             connection.transport.close()
 
-    def forget(self, connection: _Connection) -> None:
+    def forget(self, connection: UpstreamConnection) -> None:
         self.open.discard(connection)
         try:
             self.idle.remove(connection)

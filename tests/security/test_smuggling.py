@@ -14,6 +14,7 @@ import sys
 import pytest
 from aiohttp import http_parser, web_protocol
 
+from gateway.ops import client_connection
 from tests.support import rawhttp
 from tests.security.stack import assert_refused, echoed
 
@@ -21,15 +22,21 @@ H = b"Host: gw.test\r\n"
 
 
 async def test_aiohttp_c_parser_parses_the_gateways_connections(stack):
+    """Both kinds of connection: one on the fast path (ops/client_connection.py) and one it handed to aiohttp."""
     assert http_parser.HttpRequestParser is http_parser.HttpRequestParserC
     assert web_protocol.HttpRequestParser is http_parser.HttpRequestParserC
-    with socket.create_connection(("127.0.0.1", stack.port)) as sock:
-        sock.sendall(b"GET /public/x HTTP/1.1\r\n")  # an unfinished head keeps the connection open
+    assert client_connection.HttpRequestParser is http_parser.HttpRequestParserC
+    server = stack.gateway.runner.server
+    with socket.create_connection(("127.0.0.1", stack.port)) as fast, \
+            socket.create_connection(("127.0.0.1", stack.port)) as handed_off:
+        fast.sendall(b"GET /public/x HTTP/1.1\r\n")  # an unfinished head keeps the connection open
+        handed_off.sendall(b"POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")  # a body: aiohttp's
         deadline = asyncio.get_running_loop().time() + 5
-        while not stack.gateway.runner.server.connections:
-            assert asyncio.get_running_loop().time() < deadline, "the gateway never accepted the connection"
+        while len(server.fast) + len(server.connections) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "the gateway never accepted the connections"
             await asyncio.sleep(0.01)
-        parsers = {type(handler._parser) for handler in stack.gateway.runner.server.connections}
+        assert len(server.connections) == 1 and len(server.fast) == 1
+        parsers = {type(handler._parser) for handler in [*server.connections, *server.fast]}
     assert parsers == {http_parser.HttpRequestParserC}
 
 

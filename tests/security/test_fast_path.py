@@ -1,0 +1,94 @@
+"""The fast path and the general path give the same answers and forward the same bytes.
+
+A plain request (bodiless GET/DELETE/OPTIONS, keep-alive HTTP/1.1) with a
+cached token is decided and relayed by ops/client_connection.py without
+aiohttp's request handler; everything else goes through `AuthFilter.handle`.
+The same requests are sent down both, on one connection each: the first one
+stays on the fast path, the second is handed to aiohttp by a first `HEAD`
+(which the fast path never serves), so every later request on it takes the
+general path.  Answers are compared whole (status, headers but Date, body),
+and for forwarded requests so is what the upstream received.
+"""
+import asyncio
+
+from tests.support import rawhttp
+
+
+def _requests(stack) -> list[tuple[str, str, list[tuple[str, str]], bool]]:
+    """(method, target, headers, verifies): `verifies` marks a token the cache cannot hold, which the fast
+    connection too sends down the general path."""
+    user = stack.token("read:user")
+    admin = stack.token("read:admin", key=stack.ec_key)
+    expired = stack.token("read:user", ttl=-600)
+    spoofing = [("X-Auth-Subject", "admin"), ("x_auth_scopes", "read:admin"), ("X-Forwarded-For", "10.0.0.1"),
+                ("Forwarded", "for=10.0.0.1"), ("X-Real-IP", "10.0.0.1"), ("X-Original-URL", "/admin/x"),
+                ("Connection", "keep-alive, X-Hidden"), ("X-Hidden", "dropped"), ("Proxy-Authorization", "Basic eA=="),
+                ("X-Custom", "kept"), ("X-Request-Id", "client-chosen-id-7")]
+    bearer = lambda token: [("Authorization", f"Bearer {token}")]  # noqa: E731
+    return [
+        ("GET", "/", [], False),
+        ("GET", "/public/a/b?x=1&y=%2F", [("Accept", "application/json")], False),
+        ("GET", "/user/me", bearer(user) + spoofing, False),
+        ("GET", "/user/me?q=1", [("Authorization", f"bearer {user}")], False),
+        ("GET", "/admin/x", bearer(user), False),  # 403 insufficient_scope, from the cache
+        ("GET", "/admin/x", bearer(admin), False),
+        ("DELETE", "/admin/x", bearer(admin), False),  # 403: delete:admin needed
+        ("OPTIONS", "/public/x", [], False),
+        ("GET", "/user/me", [], False),  # 401, no token
+        ("GET", "/user/me", [("Authorization", f"Bearer {user}"), ("Authorization", f"Bearer {user}")], False),
+        ("GET", "/user/me", [("Authorization", "Bearer not-a-jwt")], False),
+        ("GET", "/user/me", [("Authorization", f"Basic {user}")], False),
+        ("GET", "/nowhere", bearer(user), False),  # 404
+        ("GET", "/public/../admin/x", bearer(user), False),
+        ("GET", "/user/%2e%2e/admin/x", bearer(admin), False),
+        ("GET", "/user//me", bearer(user), False),
+        ("GET", "/user/me", bearer(expired), True),  # not cacheable: verified (and refused) every time
+        ("GET", "/user/me", [("Authorization", f"DPoP {user}")], True),  # a DPoP scheme: the general path
+    ]
+
+
+def _normal(answer: rawhttp.Answer) -> tuple:
+    headers = [(k.lower(), v) for k, v in answer.headers if k.lower() != "date"]
+    body = answer.body
+    if answer.status == 200 and answer.is_json and "headers" in answer.json():
+        seen = answer.json()  # the echo upstream's record of what reached it: ids generated per request vary
+        seen["headers"] = [[k, "<generated>" if k.lower() == "x-request-id" and v != "client-chosen-id-7" else v]
+                           for k, v in seen["headers"]]
+        body = seen
+    return answer.status, headers, body
+
+
+def _send_all(port: int, raws: list[bytes], hand_off_first: bool) -> list[rawhttp.Answer]:
+    connection = rawhttp.Connection(port)
+    try:
+        if hand_off_first:
+            connection.request(rawhttp.build("HEAD", "/public/x"), method="HEAD")
+        return [connection.request(raw, method=raw.split(b" ", 1)[0].decode()) for raw in raws]
+    finally:
+        connection.close()
+
+
+async def test_fast_and_general_paths_answer_alike(stack):
+    requests = _requests(stack)
+    raws = [rawhttp.build(method, target, headers) for method, target, headers, _ in requests]
+    await asyncio.to_thread(_send_all, stack.port, raws, False)  # every cacheable token is now cached
+
+    generation = stack.gateway.generation
+    general = generation.filter.handle
+    calls = []
+
+    async def counted(request):
+        calls.append(request.raw_path)
+        return await general(request)
+
+    generation.filter.handle = counted
+    fast = await asyncio.to_thread(_send_all, stack.port, raws, False)
+    fast_calls, calls[:] = list(calls), []
+    slow = await asyncio.to_thread(_send_all, stack.port, raws, True)
+
+    assert len(fast_calls) == sum(verifies for *_, verifies in requests), fast_calls  # the rest: decided fast
+    assert len(calls) == len(raws) + 1  # the HEAD and every request after it: aiohttp's handler, the general path
+    assert [a.status for a in fast] == [a.status for a in slow]
+    assert {a.status for a in fast} >= {200, 400, 401, 403, 404}, [a.status for a in fast]  # the list means something
+    for request, one, other in zip(requests, fast, slow):
+        assert _normal(one) == _normal(other), request[:2]
