@@ -161,12 +161,23 @@ async def test_a_json_access_line_is_json_dumps_of_its_fields_with_every_string_
     assert json.loads(lines[2])["subject"] == ODD
 
 
-def test_elsewhere_an_access_line_goes_through_logging(caplog):
-    """Beside another handler (here pytest's capture) access lines are ordinary log records, as before."""
-    caplog.set_level(logging.INFO, logger="gateway.access")
-    record = access_log.AccessRecord("id", "GET", "/x")
-    access_log.write(record)
-    assert caplog.records[-1].access is record and caplog.records[-1].name == "gateway.access"
+def test_beside_another_handler_access_lines_are_ordinary_log_records(caplog):
+    """Alone, the configured handler takes access lines directly; beside another (here pytest's capture) they
+    are log records again, so both handlers get them, in the same format as before."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = CountingStream()
+    try:
+        access_log.configure("json", "INFO", stream)
+        access_log.write(access_log.AccessRecord("alone", "GET", "/x"))
+        root.addHandler(caplog.handler)
+        beside = access_log.AccessRecord("beside", "GET", "/y")
+        access_log.write(beside)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert [json.loads(line)["request_id"] for line in "".join(stream.writes).splitlines()] == ["alone", "beside"]
+    assert [r.access for r in caplog.records if r.name == "gateway.access"] == [beside]
 
 
 EXIT_MID_TURN = """
