@@ -44,7 +44,7 @@ from gateway.auth.jwks_cache import JwksCache
 from gateway.auth.token_cache import TokenCache
 from gateway.config.loader.load import load_config
 from gateway.observe import access_log
-from gateway.observe.access_log import AccessRecord, JsonFormatter, LineBatchingHandler, request_id, safe_path
+from gateway.observe.access_log import AccessRecord, request_id, safe_path
 from gateway.observe.metrics import Metrics
 from gateway.pipeline import decide
 from gateway.pipeline.auth_filter import AuthFilter
@@ -162,9 +162,7 @@ class Budget:
         self.gateway_end, self.far_end = _loopback_pair()
         self.sends = 0
         self.log_sink = open("/dev/null", "w")  # noqa: SIM115 - closed in close()
-        self.log_handler = LineBatchingHandler(self.log_sink)
-        self.log_handler.setFormatter(JsonFormatter())
-        logging.getLogger().handlers[:] = [self.log_handler]
+        self.log_handler = access_log.configure("json", "WARNING", self.log_sink)  # as `serve` does, to /dev/null
         self.lines = 0
 
     def close(self) -> None:
