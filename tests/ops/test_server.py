@@ -90,3 +90,19 @@ async def test_sigterm_right_after_a_reload_still_drains_requests_of_the_old_rul
         response = await asyncio.wait_for(in_flight, 10)
         assert response.status == 200
         assert await _exit_code(gw, time.monotonic() + 10) == 0
+
+
+def test_serving_freezes_startup_objects_and_collects_young_garbage_less_often():
+    """What `serve` does once it listens (its CPU effect is measured by `make bench`, not here)."""
+    import gc
+
+    from gateway.ops.server import GC_YOUNG_THRESHOLD, settle_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
