@@ -9,14 +9,14 @@ connection starts here:
 
 - requests are parsed by aiohttp's own C (llhttp) request parser, with the
   listener's limits;
-- a plain request is decided by the filter's `admit_cached` (the same steps as
+- a plain request is decided by the filter's `admit` (the same steps as
   `handle`, with the identity from the token cache), written upstream on an idle
   pooled connection, and answered from the upstream connection's callback with
   one write: no task, no future, no coroutine;
-- anything that needs waiting on the way (a token to verify, a DPoP proof, a
-  refusal, no idle upstream connection, an answer that streams) runs the general
-  path for that request in a task on this same connection: `AuthFilter.handle`
-  and the forwarder's relay, on a request object that reads like aiohttp's;
+- what needs waiting on the way runs in a task on this same connection, on a
+  request object that reads like aiohttp's: a token to verify or a DPoP proof
+  to check (`admit_pending`, then on as above), no idle upstream connection
+  or an answer that streams (the forwarder's `send_bodiless` and `relay`);
 - anything that is not a plain request (a body, an upgrade, `Expect`, `HEAD`,
   HTTP/1.0, `Connection: close`, a parse error, pipelined requests) hands the
   connection, with every byte not yet answered, to a fresh aiohttp
@@ -41,7 +41,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 
 from gateway import errors
 from gateway.observe.access_log import AccessRecord
-from gateway.pipeline.auth_filter import Admission, Answered, AuthFilter
+from gateway.pipeline.auth_filter import Admission, Answered, AuthFilter, Pending
 from gateway.proxy.client_errors import GatewayHttpServer
 from gateway.proxy.forwarder import answer_headers, upstream_failure, whole_body_expected
 from gateway.proxy.token_expiry import ENDED_BY
@@ -67,23 +67,21 @@ def is_plain(message: RawRequestMessage, payload: StreamReader) -> bool:
 class PlainRequest:
     """What the filter, the forwarder and aiohttp's responses read from a request, for a plain one."""
 
-    __slots__ = ("_message", "protocol", "remote", "scheme", "transport", "_writer")
+    __slots__ = ("_message", "method", "raw_path", "headers", "version", "protocol", "remote", "scheme", "transport",
+                 "_writer")
     body_exists = False
     content = EMPTY_PAYLOAD
     keep_alive = True
 
     def __init__(self, message: RawRequestMessage, protocol: "ClientConnection"):
         self._message = message
+        self.method, self.raw_path, self.headers, self.version = message.method, message.path, message.headers, \
+            message.version
         self.protocol = protocol
         self.remote = protocol.remote
         self.scheme = protocol.scheme
         self.transport = protocol.transport
         self._writer: StreamWriter | None = None
-
-    method = property(lambda self: self._message.method)
-    raw_path = property(lambda self: self._message.path)
-    headers: CIMultiDictProxy = property(lambda self: self._message.headers)
-    version = property(lambda self: self._message.version)
 
     @property
     def writer(self) -> StreamWriter:
@@ -196,26 +194,41 @@ class ClientConnection(BaseProtocol):
         generation.enter()  # the request keeps these rules to the end (see ops/generation.py)
         request = PlainRequest(message, self)
         try:
-            admission = generation.filter.admit_cached(request)
+            decided = generation.filter.admit(request)
         except Exception:  # a bug on the fast path: the general path answers (and logs) as it would have
-            admission = None
-        if admission is None:
             self._run(self._general(generation.filter, request))
             return
-        if type(admission) is Answered:
-            self._answer_here(request, admission.response, admission.record, started)
-            return
-        forwarder = generation.filter.forwarder
+        if type(decided) is Pending:
+            self._run(self._authenticate(request, decided, started))
+        else:
+            self._proceed(request, decided, started)
+
+    async def _authenticate(self, request: PlainRequest, pending: Pending, started: float) -> None:
+        """A token to verify (or a DPoP proof to check): the only wait before a fast path decision."""
         try:
-            head = forwarder.bodiless_head(request.method, admission.path, admission.query, admission.headers)
-        except errors.Rejection as rejection:
-            self._refuse(request, admission.record, rejection, started)
+            decided = await self.generation.filter.admit_pending(request, pending)
+        except asyncio.CancelledError:
+            pending.record.status, pending.record.reason = 499, "client_closed"
+            self._finish(pending.record, started)
+            raise
+        self._proceed(request, decided, started)
+
+    def _proceed(self, request: PlainRequest, decided: Admission | Answered, started: float) -> None:
+        """Answer a request the filter answered itself; send an admitted one upstream."""
+        if type(decided) is Answered:
+            self._answer_here(request, decided.response, decided.record, started)
             return
-        exchange = PlainExchange(self, request, admission, head, started)
+        forwarder = self.generation.filter.forwarder
+        try:
+            head = forwarder.bodiless_head(request.method, decided.path, decided.query, decided.headers)
+        except errors.Rejection as rejection:
+            self._refuse(request, decided.record, rejection, started)
+            return
+        exchange = PlainExchange(self, request, decided, head, started)
         exchange.connection = forwarder.pool.try_send(request.method, head, exchange)
         if exchange.connection is None:  # no idle upstream connection, or every slot taken: wait for one
             self._run(self._answer_later(exchange, forwarder.send_bodiless(
-                request, head, admission.record.request_id, admission.extra_headers, admission.expires_at)))
+                request, head, decided.record.request_id, decided.extra_headers, decided.expires_at)))
 
     def upstream_answered(self, exchange: PlainExchange, message: RawResponseMessage, payload: StreamReader) -> None:
         """The upstream's answer head (and, usually, its whole body) arrived: answer now, or relay it in a task."""
@@ -310,6 +323,13 @@ class ClientConnection(BaseProtocol):
             self.transport.close()
             return
         self.idle_since = self._loop.time()
+        if self.writing_paused:  # the client reads slower than it asks: nothing more until it catches up
+            self._hold()
+            return
+        self._next()
+
+    def _next(self) -> None:
+        """Read on: the request that waited behind the one just answered, then the socket again."""
         pending = bytes(self.unanswered)
         if self.held:
             self.held = False
@@ -317,18 +337,15 @@ class ClientConnection(BaseProtocol):
         if pending:
             self._feed(pending)
 
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.busy and not self.closing and self.held:
+            self._next()
+
     # -- writing answers
 
     def write_whole(self, status: int, reason: str, headers: CIMultiDict, body: bytes) -> None:
-        """A small finished answer in one write: the head aiohttp's `web.Response` would give it (Content-Length,
-        a default Content-Type, Date; Server is the gateway's), serialised by aiohttp's C serializer, which
-        refuses CR/LF in names and values."""
-        headers["Content-Length"] = str(len(body))
-        if body and "Content-Type" not in headers:
-            headers["Content-Type"] = "application/octet-stream"
-        if "Date" not in headers:
-            headers["Date"] = rfc822_formatted_time()
-        self.transport.write(_serialize_headers(f"HTTP/1.1 {status} {reason}", headers) + body)
+        self.transport.write(whole_answer(status, reason, headers, body))
 
     async def _write(self, request: PlainRequest, response: web.StreamResponse) -> None:
         """An answer of the general path: small whole ones as `write_whole`, the rest through aiohttp."""
@@ -409,6 +426,18 @@ class ClientConnection(BaseProtocol):
             self.transport.close()
             return
         self._arm_idle_timer(min(deadline, self._loop.time() + self.server.idle_timeout))
+
+
+def whole_answer(status: int, reason: str, headers: CIMultiDict, body: bytes) -> bytes:
+    """A small finished answer as one write: the head aiohttp's `web.Response` would give it (Content-Length,
+    a default Content-Type, Date; Server is the gateway's), serialised by aiohttp's C serializer, which
+    refuses CR/LF in names and values."""
+    headers["Content-Length"] = str(len(body))
+    if body and "Content-Type" not in headers:
+        headers["Content-Type"] = "application/octet-stream"
+    if "Date" not in headers:
+        headers["Date"] = rfc822_formatted_time()
+    return _serialize_headers(f"HTTP/1.1 {status} {reason}", headers) + body
 
 
 def _whole(response: web.StreamResponse) -> bool:

@@ -39,7 +39,7 @@ Admitted = tuple  # (query, upstream headers, extra answer headers or None, toke
 
 
 class Admission(NamedTuple):
-    """A request the fast path decided to forward (`AuthFilter.admit_cached`)."""
+    """A request the fast path decided to forward (`AuthFilter.admit`)."""
 
     record: AccessRecord
     path: str
@@ -54,6 +54,19 @@ class Answered(NamedTuple):
 
     record: AccessRecord
     response: web.Response
+
+
+class Pending(NamedTuple):
+    """A request `admit` decided up to its credential, which has to be verified (or its proof checked)."""
+
+    record: AccessRecord
+    path: str
+    query: str
+    route: Route
+    cors_headers: dict[str, str] | None
+    websocket: bool
+    credential: str | ProofRequest
+    scheme: str | None  # the scheme the token came with: its challenge carries the error
 
 
 def new_record(request: web.BaseRequest) -> AccessRecord:
@@ -82,7 +95,7 @@ class AuthFilter:
         scheme_used: list[str | None] = [None]  # the scheme the token came with: its challenge carries the error
         try:
             routed = self._route(request, record)
-            if isinstance(routed, web.StreamResponse):
+            if type(routed) is not tuple:
                 return routed
             path, query, route, cors_headers, websocket = routed
             examining = True
@@ -109,13 +122,13 @@ class AuthFilter:
             self.observe(record)
         return response
 
-    def admit_cached(self, request: web.BaseRequest) -> Admission | Answered | None:
-        """The fast path's decision: the same steps as `handle`, for a request they decide without waiting.
+    def admit(self, request: web.BaseRequest) -> Admission | Answered | Pending:
+        """The fast path's decision: the same steps as `handle`, up to the upstream, without awaiting.
 
         A request whose token (if its route reads one) is a bearer token the token cache holds is
         admitted, or answered here (a refusal, a preflight) exactly as `handle` answers it.  A token
-        to verify or a DPoP proof to check returns None before any effect (no log line, no proof
-        used, no cache lookup counted twice), and `handle` then takes the request from the start.
+        to verify or a DPoP proof to check comes back Pending, with what was decided so far, for
+        `admit_pending`.
         """
         record = new_record(request)
         route = None
@@ -124,18 +137,17 @@ class AuthFilter:
         scheme_used: list[str | None] = [None]
         try:
             routed = self._route(request, record)
-            if isinstance(routed, web.StreamResponse):
+            if type(routed) is not tuple:
                 return Answered(record, routed)
             path, query, route, cors_headers, websocket = routed
             examining = True
             credential = decide.credential_for(route, lambda: self._credential(request, route, scheme_used))
             identity = None
             if credential is not None:
-                if type(credential) is not str:  # a DPoP proof to check: the general path
-                    return None
-                identity = self.authenticator.cached_bearer(credential, route.providers)
-                if identity is None:
-                    return None
+                identity = self.authenticator.cached_bearer(credential, route.providers) \
+                    if type(credential) is str else None
+                if identity is None:  # a token to verify, or a DPoP proof to check
+                    return Pending(record, path, query, route, cors_headers, websocket, credential, scheme_used[0])
             examining = False
             admitted = self._admit(request, route, identity, record, query, cors_headers, websocket)
         except errors.Rejection as rejection:
@@ -143,8 +155,24 @@ class AuthFilter:
                                                  examining))
         return Admission(record, path, *admitted)
 
+    async def admit_pending(self, request: web.BaseRequest, pending: Pending) -> Admission | Answered:
+        """The rest of `admit` once the credential is authenticated (verified, its proof checked)."""
+        record, route = pending.record, pending.route
+        try:
+            identity = await self.authenticator.authenticate(pending.credential, route.providers)
+        except errors.Rejection as rejection:
+            return Answered(record, self.refusal(request, record, rejection, route, pending.cors_headers,
+                                                 pending.scheme, examining=True))
+        try:
+            admitted = self._admit(request, route, identity, record, pending.query, pending.cors_headers,
+                                   pending.websocket)
+        except errors.Rejection as rejection:
+            return Answered(record, self.refusal(request, record, rejection, route, pending.cors_headers,
+                                                 pending.scheme))
+        return Admission(record, pending.path, *admitted)
+
     def _route(self, request: web.BaseRequest, record: AccessRecord) -> Routed | web.StreamResponse:
-        """Target, route and the checks that need no token: the route, or a preflight's answer."""
+        """Target, route and the checks that need no token: the route (a tuple), or a preflight's answer."""
         path, query = decide.target(request.raw_path, self.config.allow_path_params)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers \
                 and "Origin" in request.headers:

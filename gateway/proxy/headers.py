@@ -40,10 +40,15 @@ PROXY_HEADERS = frozenset({"forwarded", "x-real-ip", "x-client-ip", "x-envoy-ori
 
 
 def _connection_listed(headers: CIMultiDictProxy) -> frozenset[str]:
-    listed = set()
-    for value in headers.getall("Connection", ()):
-        listed.update(part.strip().lower() for part in value.split(","))
-    return frozenset(listed)
+    values = headers.getall("Connection", ())
+    if len(values) == 1:
+        return _listed(values[0])
+    return frozenset().union(*map(_listed, values))
+
+
+@functools.lru_cache(maxsize=256)  # bounded: the values are the sender's; nearly always "keep-alive"
+def _listed(value: str) -> frozenset[str]:
+    return frozenset(part.strip().lower() for part in value.split(","))
 
 
 def _spelt_as(name: str, prefixes: tuple[str, ...], names: frozenset[str]) -> bool:
