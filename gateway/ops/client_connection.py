@@ -55,6 +55,7 @@ log = logging.getLogger("gateway.clients")
 SERVED_HERE = frozenset({"GET", "DELETE", "OPTIONS"})  # HEAD, bodies and the rest: aiohttp
 READ_BUFSIZE = 2 ** 16
 _BOUNDARY = b"\r\n\r\n"
+INTERNAL_ERROR = errors.Rejection(500, "internal_error", "the gateway failed to handle this request; see its log")
 
 
 def is_plain(message: RawRequestMessage, payload: StreamReader) -> bool:
@@ -215,6 +216,12 @@ class ClientConnection(BaseProtocol):
 
     def _proceed(self, request: PlainRequest, decided: Admission | Answered, started: float) -> None:
         """Answer a request the filter answered itself; send an admitted one upstream."""
+        try:
+            self._answer_or_send(request, decided, started)
+        except Exception as exc:  # never expected; the request still gets an answer and the gateway serves on
+            self._internal_error(decided.record, started, exc)
+
+    def _answer_or_send(self, request: PlainRequest, decided: Admission | Answered, started: float) -> None:
         if type(decided) is Answered:
             self._answer_here(request, decided.response, decided.record, started)
             return
@@ -240,10 +247,16 @@ class ClientConnection(BaseProtocol):
                 request, admission.record.request_id, exchange.connection, message, payload,
                 admission.extra_headers, admission.expires_at)))
             return
-        body = payload.read_nowait(-1)
-        forwarder.pool.release(exchange.connection, message, payload)
-        self.write_whole(message.code, message.reason, answer_headers(message.headers, admission.extra_headers), body)
         record = admission.record
+        try:
+            answer = whole_answer(message.code, message.reason, answer_headers(message.headers, admission.extra_headers),
+                                  payload.read_nowait(-1))
+        except Exception as exc:  # aiohttp's serializer refuses control characters in the upstream's headers
+            forwarder.pool.abandon(exchange.connection)
+            self._internal_error(record, exchange.started, exc)
+            return
+        forwarder.pool.release(exchange.connection, message, payload)
+        self.transport.write(answer)
         record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
         record.status, record.reason = message.code, "forwarded"
         self._finish(record, exchange.started)
@@ -285,8 +298,7 @@ class ClientConnection(BaseProtocol):
             response = await flow.handle(request)
         except Exception as exc:  # as aiohttp's handle_error: a JSON 500, logged, and the connection closes
             log.error("unhandled error for a request from %s", self.remote, exc_info=exc)
-            response = errors.Rejection(500, "internal_error",
-                                        "the gateway failed to handle this request; see its log").response("")
+            response = INTERNAL_ERROR.response("")
             self.closing = True
         await self._write(request, response)
         self._done()
@@ -306,6 +318,15 @@ class ClientConnection(BaseProtocol):
     async def _write_then_finish(self, request: PlainRequest, response: web.Response, record: AccessRecord,
                                  started: float) -> None:
         await self._write(request, response)
+        self._finish(record, started)
+
+    def _internal_error(self, record: AccessRecord, started: float, exc: Exception) -> None:
+        """As aiohttp's handle_error for the general path: a JSON 500, logged, and the connection closes."""
+        log.error("unhandled error for a request from %s", self.remote, exc_info=exc)
+        response = INTERNAL_ERROR.response("")
+        self.write_whole(response.status, response.reason, response.headers, response.body)
+        self.closing = True
+        record.status, record.reason = 500, INTERNAL_ERROR.code
         self._finish(record, started)
 
     def _finish(self, record: AccessRecord, started: float) -> None:

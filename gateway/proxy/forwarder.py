@@ -131,7 +131,9 @@ class Forwarder:
         text = "\r\n".join(lines)
         if text.count("\n") != len(lines) or text.count("\r") != len(lines) or "\0" in text:
             raise errors.upstream_unavailable()  # never reached: parsed and verified values hold no CR/LF
-        return text.encode()
+        # a client's header bytes that are not UTF-8 reach the upstream as they came (aiohttp's parser kept
+        # them as surrogate escapes), not refused and not dropped
+        return text.encode("utf-8", "surrogateescape")
 
     async def send_bodiless(self, request: web.BaseRequest, head: bytes, request_id: str,
                             extra_headers: dict[str, str] | None, expires_at: float | None) -> web.StreamResponse:

@@ -44,6 +44,7 @@ def _requests(stack) -> list[tuple[str, str, list[tuple[str, str]]]]:
         ("GET", "/user//me", bearer(user)),
         ("GET", "/user/me", bearer(expired)),  # not cacheable: verified (and refused) every time
         ("GET", "/user/me", [("Authorization", f"DPoP {user}")]),  # a DPoP scheme: the general path
+        ("GET", "/public/latin", [("X-Latin", "ad\xffmin")]),  # not UTF-8: goes on byte for byte
     ]
 
 
@@ -92,3 +93,5 @@ async def test_fast_and_general_paths_answer_alike(stack):
     assert {a.status for a in fast} >= {200, 400, 401, 403, 404}, [a.status for a in fast]  # the list means something
     for request, one, other in zip(requests, fast, slow):
         assert _normal(one) == _normal(other), request[:2]
+    latin = fast[[target for _, target, _ in requests].index("/public/latin")]
+    assert ["X-Latin", "ad\xffmin"] in latin.json()["headers"]  # the 0xFF byte arrived (the echo reads it as Latin-1)
