@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         running.append(start_upstream(args.upstream, work, up_port))
         port = procs.free_port()
         cfg = configs.gateway(work, "gateway", up_port, issuer.jwks())
-        env = {"PYTHONPATH": os.pathsep.join(p for p in (src, str(REPO)) if p), "GATEWAY_LOG_LEVEL": "WARNING"}
+        env = {"PYTHONPATH": os.pathsep.join(p for p in (src, str(REPO)) if p), "GATEWAY_LOG_LEVEL": os.environ.get("GATEWAY_LOG_LEVEL", "WARNING")}
         gateway = procs.Proc("gateway", gateway_argv(cfg, port, serve_help(env, work)), work / "gateway.log",
                              env=env, cwd=work)
         running.append(gateway)
