@@ -1,0 +1,54 @@
+"""The fast connection's own duties: backpressure towards a client that stops reading.
+
+(That its answers equal the general path's is tests/security/test_fast_path.py; that llhttp parses
+both kinds of connection is tests/security/test_smuggling.py.)
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from tests.support.config import ECHO_ROUTES, config_text, provider_yaml
+from tests.support.gateway import eventually, running_gateway
+from tests.support import rawhttp
+
+ANSWER_BYTES = 30_000  # a whole answer, read in one go from the upstream: the fast path's one-write case
+
+
+async def test_a_client_that_stops_reading_is_not_read_further_until_it_catches_up(provider, echo_upstream):
+    text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), ECHO_ROUTES)
+    async with running_gateway(text) as gateway:
+        flow = gateway.generation.filter
+        answered = []
+        observe = flow.observe
+        flow.observe = lambda record: (answered.append(record.status), observe(record))
+        request = rawhttp.build("GET", f"/download?size={ANSWER_BYTES}")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the client's window fills quickly
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", gateway.port))
+        try:
+            connection = await eventually(lambda: next(iter(gateway.runner.server.fast), None), what="accepted")
+            sent = 0
+            while not connection.writing_paused:  # one request at a time, never reading an answer
+                assert sent < 2_000, "the gateway's send buffer never filled"
+                await loop.sock_sendall(sock, request)
+                sent += 1
+                await eventually(lambda: len(answered) == sent, what=f"answer {sent}")
+            assert connection.held  # it answered into a full buffer: it reads no more of this client
+
+            await loop.sock_sendall(sock, request)  # waits in the socket: the gateway is not reading
+            other = await rawhttp.send(gateway.port, rawhttp.build("GET", "/echo-free/x"))  # a turn of the loop
+            assert other.status == 200
+            assert len(answered) == sent + 1  # the other connection's, not this one's
+
+            received = bytearray()  # the client catches up: every answer, including the one that waited
+            expected = (sent + 1) * ANSWER_BYTES
+            while received.count(b"HTTP/1.1 200 ") < sent + 1 or len(received) < expected:
+                chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 10)
+                assert chunk, "the gateway closed the connection"
+                received += chunk
+            assert len(answered) == sent + 2 and set(answered) == {200}
+        finally:
+            sock.close()
