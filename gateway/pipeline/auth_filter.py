@@ -28,6 +28,7 @@ from gateway.proxy.forwarded import client_origin, is_trusted
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.token_expiry import ENDED_BY
 from gateway.proxy.headers import upstream_request_headers
+from gateway.pipeline.decision_cache import Decision, DecisionCache
 from gateway.pipeline.route_table import Route
 from gateway.auth.token_sources import HEADER, HEADER_ONLY, drop_tokens, find_token
 from gateway.errors import BEARER
@@ -84,6 +85,7 @@ class AuthFilter:
         self.nonce_providers = frozenset(p.name for p in config.providers if p.dpop is not None and p.dpop.nonce)
         self.asks_client_certs = config.tls is not None and config.tls.client_certs != "none"
         self.binding_required = frozenset(p.name for p in config.providers if p.token_binding == "required")
+        self.decisions = DecisionCache(authenticator.caches, authenticator.token_cache, authenticator.clock)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """The general path: any request, with whatever it needs awaited (a signature check, a DPoP proof, a body)."""
@@ -130,6 +132,9 @@ class AuthFilter:
         to verify or a DPoP proof to check comes back Pending, with what was decided so far, for
         `admit_pending`.
         """
+        decided = self.decisions.get(request.method, request.raw_path, request.headers)
+        if decided is not None:
+            return self._admit_decided(request, decided)
         record = new_record(request)
         route = None
         cors_headers = None
@@ -153,7 +158,29 @@ class AuthFilter:
         except errors.Rejection as rejection:
             return Answered(record, self.refusal(request, record, rejection, route, cors_headers, scheme_used[0],
                                                  examining))
+        if self._decision_to_keep(request, route, websocket):
+            self.decisions.put(request.method, request.raw_path, request.headers, Decision(
+                path, query, route, identity, self._forwards_authorization(route, identity), admitted[3]))
         return Admission(record, path, *admitted)
+
+    def _decision_to_keep(self, request: web.BaseRequest, route: Route, websocket: bool) -> bool:
+        """Whether an admission depends on nothing but (method, target, Authorization) and the rules: no
+        preflight, CORS or CSRF (Origin, cookies), no query or cookie token, no client certificate, no
+        DPoP nonce (it rotates).  (`DecisionCache.put` also leaves out requests with a DPoP header.)"""
+        return (request.method != "OPTIONS" and route.token_from == HEADER_ONLY and route.cors is None
+                and route.csrf is None and not websocket and not self.asks_client_certs and not self.nonce_providers)
+
+    def _admit_decided(self, request: web.BaseRequest, decided: Decision) -> Admission:
+        """An admission from the decision cache: the request's own parts (record, upstream headers) built anew."""
+        record = new_record(request)
+        record.route = decided.route.pattern
+        identity = decided.identity
+        if identity is not None:
+            record.subject, record.verification = identity.subject, "valid"
+        headers = self._upstream_headers(request, identity, decided.forward_authorization, record.request_id, None,
+                                         websocket=False)
+        record.decision = "allow"
+        return Admission(record, decided.path, decided.query, headers, None, decided.expires_at)
 
     async def admit_pending(self, request: web.BaseRequest, pending: Pending) -> Admission | Answered:
         """The rest of `admit` once the credential is authenticated (verified, its proof checked)."""
@@ -202,16 +229,8 @@ class AuthFilter:
                 raise
             record.subject, record.verification = identity.subject, "valid"
         decide.enforce(route, identity)
-        # the client's Authorization goes upstream only when it carried the token verified just now
-        route_reads_header_tokens = identity is not None and any(s.kind == HEADER for s in route.token_from)
-        headers = upstream_request_headers(
-            request.headers, identity, self.config.forward_authorization and route_reads_header_tokens,
-            request.remote, request.scheme, self.config.identity_headers,
-            trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
-            host=self.config.upstream.host, websocket=websocket)
-        headers["X-Request-Id"] = record.request_id  # passed through, or generated here
-        if presented is not None:
-            headers[CLIENT_CERT_HEADER] = presented
+        headers = self._upstream_headers(request, identity, self._forwards_authorization(route, identity),
+                                         record.request_id, presented, websocket)
         if route.token_from != HEADER_ONLY and not self.config.forward_authorization:
             query = drop_tokens(route.token_from, query, headers)
         record.decision = "allow"
@@ -220,6 +239,23 @@ class AuthFilter:
             extra_headers = {**(cors_headers or {}), "DPoP-Nonce": self.authenticator.dpop.nonces.current()}
         expires_at = identity.expires_at if identity is not None and not route.streams_outlive_token else None
         return query, headers, extra_headers, expires_at
+
+    def _forwards_authorization(self, route: Route, identity: Identity | None) -> bool:
+        """The client's Authorization goes upstream only when configured, and when it carried the token verified."""
+        return self.config.forward_authorization and identity is not None \
+            and any(s.kind == HEADER for s in route.token_from)
+
+    def _upstream_headers(self, request: web.BaseRequest, identity: Identity | None, forward_authorization: bool,
+                          request_id: str, presented: str | None, websocket: bool) -> CIMultiDict:
+        """What the upstream receives (proxy/headers.py), with the request id and the client certificate's hash."""
+        headers = upstream_request_headers(
+            request.headers, identity, forward_authorization, request.remote, request.scheme,
+            self.config.identity_headers, trusted_peer=is_trusted(request.remote, self.config.clients.trusted_proxies),
+            host=self.config.upstream.host, websocket=websocket)
+        headers["X-Request-Id"] = request_id  # passed through, or generated here
+        if presented is not None:
+            headers[CLIENT_CERT_HEADER] = presented
+        return headers
 
     def refusal(self, request: web.BaseRequest, record: AccessRecord, rejection: errors.Rejection,
                 route: Route | None = None, cors_headers: dict[str, str] | None = None,

@@ -1,7 +1,8 @@
 """The fast path and the general path give the same answers and forward the same bytes.
 
 A plain request (bodiless GET/DELETE/OPTIONS, keep-alive HTTP/1.1) is decided
-by `AuthFilter.admit` (a token to verify by `admit_pending`) and relayed by
+by `AuthFilter.admit` (a token to verify by `admit_pending`; a request line and
+token admitted before from its decision cache) and relayed by
 ops/client_connection.py without aiohttp's request handler; anything else
 goes through aiohttp and `AuthFilter.handle`.
 The same requests are sent down both, on one connection each: the first one
@@ -72,9 +73,11 @@ def _send_all(port: int, raws: list[bytes], hand_off_first: bool) -> list[rawhtt
 async def test_fast_and_general_paths_answer_alike(stack):
     requests = _requests(stack)
     raws = [rawhttp.build(method, target, headers) for method, target, headers in requests]
-    await asyncio.to_thread(_send_all, stack.port, raws, False)  # every cacheable token is now cached
+    for _ in range(2):  # tokens verified, then admissions remembered (pipeline/decision_cache.py)
+        await asyncio.to_thread(_send_all, stack.port, raws, False)
 
     generation = stack.gateway.generation
+    remembered = generation.filter.decisions.hits
     general = generation.filter.handle
     calls = []
 
@@ -85,9 +88,12 @@ async def test_fast_and_general_paths_answer_alike(stack):
     generation.filter.handle = counted
     fast = await asyncio.to_thread(_send_all, stack.port, raws, False)
     fast_calls, calls[:] = list(calls), []
+    from_cache = generation.filter.decisions.hits - remembered
     slow = await asyncio.to_thread(_send_all, stack.port, raws, True)
 
     assert fast_calls == []  # all decided by admit (expired and DPoP tokens by admit_pending), none by handle
+    # every forwarded one but the OPTIONS came from the decision cache: its answers are compared below too
+    assert from_cache == sum(a.status == 200 for (method, *_), a in zip(requests, fast) if method != "OPTIONS") > 5
     assert len(calls) == len(raws) + 1  # the HEAD and every request after it: aiohttp's handler, the general path
     assert [a.status for a in fast] == [a.status for a in slow]
     assert {a.status for a in fast} >= {200, 400, 401, 403, 404}, [a.status for a in fast]  # the list means something

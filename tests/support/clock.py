@@ -9,11 +9,13 @@ import time
 
 
 class FakeClock:
-    def __init__(self):
+    def __init__(self, base=time.monotonic):
+        """`base`: the clock it runs on (time.time for the token checks, which compare with `exp`)."""
+        self.base = base
         self.skipped = 0.0
 
     def __call__(self) -> float:
-        return time.monotonic() + self.skipped
+        return self.base() + self.skipped
 
     def advance(self, seconds: float) -> None:
         self.skipped += seconds
