@@ -347,3 +347,19 @@ async def test_verified_header_cache_is_bounded(monkeypatch):
         token = rsa.sign(claims(issuer="https://a.test/"), headers={"x-n": i})
         assert (await _verify(verifier, token)).provider == "a"
     assert len(module._VERIFIED_HEADERS) == 3
+
+
+@pytest.mark.parametrize("cnf, binding, jkt", [
+    ("absent", (), None),
+    (None, (), None),  # a null cnf binds to nothing, as an absent one
+    ({"jkt": "A" * 43}, (("X-Auth-Binding", "dpop"),), "A" * 43),
+    ({"x5t#S256": "B" * 43}, (("X-Auth-Binding", "mtls"),), None),
+])
+async def test_the_binding_headers_and_jkt_follow_cnf(cnf, binding, jkt):
+    rsa, ec_key = SigningKey.rsa("rsa-1"), SigningKey.ec("ec-1")
+    verifier = await _verifier(rsa, ec_key)
+    body = claims(issuer="https://a.test/")
+    if cnf != "absent":
+        body["cnf"] = cnf
+    identity = await _verify(verifier, rsa.sign(body))
+    assert identity.upstream_headers[4:] == binding and identity.jkt == jkt
