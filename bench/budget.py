@@ -116,11 +116,15 @@ def step(name: str, what: str, **options):
 class Budget:
     """The cache-hit path's objects, built the way the gateway builds them, and one method per timed step."""
 
+    def __init__(self, algorithm: str = "RS256"):
+        self.issuer = BenchIssuer.create(algorithm)  # bench.miss_cost mints more tokens with it
+
     async def setup(self, work: Path) -> None:
         self.loop = asyncio.get_running_loop()
-        issuer = BenchIssuer.create()
+        issuer = self.issuer
         self.token = issuer.token(ttl=6 * 3600)
-        self.config = load_config(configs.gateway(work, "budget", 8000, issuer.jwks()), dotenv=None)
+        self.config = load_config(configs.gateway(work, "budget", 8000, issuer.jwks(), (issuer.algorithm,)),
+                                  dotenv=None)
         caches = {p.name: JwksCache(p, None) for p in self.config.providers}
         for cache in caches.values():
             await cache.start()

@@ -59,6 +59,10 @@ class Authenticator:
     async def _identity(self, token: str, allowed: frozenset[str] | None) -> Identity:
         identity = self._cached(token, allowed)
         if identity is None:
-            identity = await self.verifier.verify_bearer(token, allowed)
+            try:
+                identity = await self.verifier.verify_bearer(token, allowed)
+            except BaseException:
+                self.token_cache.discard(token)  # the cache remembers a missed token until its put: not a refused one
+                raise
             self.token_cache.put(token, identity)
         return identity

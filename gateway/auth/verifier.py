@@ -8,7 +8,6 @@ only then are the claims, read from the verified bytes, checked.  `jku`,
 """
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
@@ -37,6 +36,7 @@ _TYP_ALIASES = {"at+jwt": {"at+jwt", "application/at+jwt"}}
 MAX_JSON_DEPTH = 32  # claim sets are shallow; deeper JSON is refused before anyone walks it
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
 _FROM_BASE64URL = bytes.maketrans(b"-_", b"+/")
+_TO_BASE64URL = bytes.maketrans(b"+/", b"-_")
 _PADDING = (b"", b"===", b"==", b"=")  # what python-jose's base64url_decode appends, by length % 4
 
 
@@ -57,6 +57,7 @@ def _not_json(constant: str):
 
 # Built once: json.loads(..., object_pairs_hook=...) builds a new decoder (and scanner) on every call.
 _STRICT_JSON = json.JSONDecoder(object_pairs_hook=_strict_object, parse_constant=_not_json)
+_SCAN_VALUE = _STRICT_JSON.scan_once  # the decoder's C scanner: one JSON value starting exactly at an index
 
 
 def _depth(value: Any) -> int:
@@ -74,7 +75,13 @@ def parse_json_object(raw: bytes, what: str, code: str = "invalid_token") -> dic
     """Strict JSON (RFC 8259, UTF-8): duplicate keys, NaN/Infinity and deep nesting are refused,
     so no two readers (python-jose, this gateway, the upstream) can disagree about a token."""
     try:
-        value = _STRICT_JSON.decode(raw.decode("utf-8"))  # a BOM is refused ("Expecting value"), as by json.loads
+        text = raw.decode("utf-8")
+        try:  # a token's JSON: one value from the first character to the last, with no Python around the scan
+            value, end = _SCAN_VALUE(text, 0)
+        except StopIteration:  # no value at 0 (whitespace, a BOM, not JSON): the full reader gives the error
+            end = -1
+        if end != len(text):  # whitespace around it, or more after it: the full reader decides, as json.loads does
+            value = _STRICT_JSON.decode(text)  # a BOM is refused ("Expecting value"), as by json.loads
     except RecursionError:
         raise errors.unauthorized(code, f"token {what} is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -144,6 +151,11 @@ def split_token(token: str) -> SplitToken:
     nested header would escape as a 500 and which lets a repeated key silently win; and once,
     because `jws.verify` would decode the whole token again on every cache miss.
     """
+    return SplitToken._make(_split(token)[:4])
+
+
+def _split(token: str) -> tuple[dict, bytes, bytes, bytes, bytes | None]:
+    """split_token's parts as a plain tuple, and the encoded header when it was parsed here (None: memoised)."""
     try:
         data = token.encode("ascii")
         encoded_header, encoded_payload, encoded_signature = data.split(b".")
@@ -154,17 +166,20 @@ def split_token(token: str) -> SplitToken:
     except ValueError:  # wrong part count, non-ASCII (UnicodeEncodeError), bad base64 (binascii.Error)
         raise errors.unauthorized("invalid_header",
                                   "token is not a JWT: its header or payload cannot be decoded") from None
+    parsed_here = None
     if header is None:
         header = parse_json_object(raw_header, "header", "invalid_header")
+        parsed_here = encoded_header
     signing_input = data[:len(encoded_header) + 1 + len(encoded_payload)]  # "header.payload", as sent
-    return SplitToken(header, raw_payload, signing_input, signature)
+    return header, raw_payload, signing_input, signature, parsed_here
 
 
 def _number(claims: dict, name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    kind = type(value)  # exact types: JSON gives no subclasses, and bool (an int subclass) is refused
+    if kind is not int and kind is not float:
         raise errors.unauthorized("invalid_claims", f"claim {name} must be a number of seconds since the epoch")
     try:
         number = float(value)
@@ -185,6 +200,15 @@ def granted_scopes(claims: dict, scope_claims: tuple[tuple[str, ...], ...]) -> f
     Split on SP alone (RFC 6749 §3.3): str.split() would also cut at NBSP, U+2003 or
     U+001F, turning one odd scope name such as "read:user<NBSP>read:admin" into two grants.
     """
+    if len(scope_claims) == 1:  # the usual provider: one claim, a string the issuer writes the same way every time
+        text = lookup(claims, scope_claims[0])
+        if type(text) is str:
+            scopes = _SCOPES_OF_TEXT.get(text)
+            if scopes is None:
+                scopes = _shared(frozenset(text.split(" ")) - _EMPTY)
+                if len(_SCOPES_OF_TEXT) < 4096:
+                    _SCOPES_OF_TEXT[text] = scopes
+            return scopes
     granted: set[str] = set()
     for path in scope_claims:
         value = lookup(claims, path)
@@ -193,13 +217,19 @@ def granted_scopes(claims: dict, scope_claims: tuple[tuple[str, ...], ...]) -> f
         elif isinstance(value, list):
             granted.update(item for item in value if isinstance(item, str) and item and not item.isspace())
     granted.discard("")
-    scopes = frozenset(granted)
-    if len(_SCOPE_SETS) < 4096:  # a few distinct sets serve many tokens: share them in the token cache
+    return _shared(frozenset(granted))
+
+
+def _shared(scopes: frozenset[str]) -> frozenset[str]:
+    """A few distinct scope sets serve many tokens: share one object per set in the token cache."""
+    if len(_SCOPE_SETS) < 4096:
         return _SCOPE_SETS.setdefault(scopes, scopes)
     return _SCOPE_SETS.get(scopes, scopes)
 
 
+_EMPTY = frozenset(("",))  # what repeated, leading or trailing spaces leave between the scopes
 _SCOPE_SETS: dict[frozenset, frozenset] = {}
+_SCOPES_OF_TEXT: dict[str, frozenset] = {}  # a one-claim provider's scope string -> its scope set
 _SCOPE_HEADERS: dict[frozenset, str] = {}  # X-Auth-Scopes of each scope set found valid
 
 
@@ -246,7 +276,7 @@ class Verifier:
         return found
 
     async def verify_bearer(self, token: str, allowed: frozenset[str] | None) -> Identity:
-        header, raw_payload, signing_input, signature = split_token(token)
+        header, raw_payload, signing_input, signature, parsed_header = _split(token)
         payload = parse_json_object(raw_payload, "payload")
         provider, cache = self.provider_of(payload)
         if allowed is not None and provider.name not in allowed:
@@ -267,7 +297,9 @@ class Verifier:
             raise errors.unauthorized("invalid_header", "token kid must be a string")
         if not cache.loaded:
             raise errors.keys_unavailable(provider.name)
-        key = await cache.key_for(kid, algorithm)
+        key = cache.lookup(kid, algorithm)  # a published key: no coroutine; otherwise key_for may refresh
+        if key is None:
+            key = await cache.key_for(kid, algorithm)
         if key is None:
             raise errors.unauthorized("invalid_signature", "no published signing key matches the token's kid and alg")
         try:  # the key object was built for exactly this algorithm (JwksCache), so it checks alg too
@@ -276,8 +308,8 @@ class Verifier:
             verified = False
         if not verified:
             raise errors.unauthorized("invalid_signature", "token signature does not verify")
-        if len(_VERIFIED_HEADERS) < _VERIFIED_HEADERS_MAX:
-            _VERIFIED_HEADERS.setdefault(signing_input.partition(b".")[0], header)
+        if parsed_header is not None and len(_VERIFIED_HEADERS) < _VERIFIED_HEADERS_MAX:
+            _VERIFIED_HEADERS.setdefault(parsed_header, header)
         return self.check_claims(payload, provider, (kid, algorithm, key), raw_payload)
 
     def check_claims(self, claims: dict, provider: ProviderConfig, key_ref: tuple, raw_payload: bytes) -> Identity:
@@ -315,25 +347,18 @@ class Verifier:
         if subject is not None and (not isinstance(subject, str) or _has_control(subject)):
             raise errors.unauthorized("invalid_claims", "claim sub must be a string without control characters")
         scopes = granted_scopes(claims, provider.scope_claims)
-        binding = confirmation_headers(claims)  # validates cnf; a DPoP binding's key is checked on every request
+        # validates cnf; a DPoP binding's key is checked on every request
+        binding = confirmation_headers(claims) if "cnf" in claims else ()
         jkt = claims["cnf"][JKT] if binding and binding[0][1] == DPOP_BINDING else None
         headers = (
             (SUBJECT_HEADER, subject or ""),
             (ISSUER_HEADER, provider.issuer),
             (SCOPES_HEADER, _scopes_header(scopes)),
             (CLAIMS_HEADER, base64url_encode(raw_payload)),
-        ) + binding + _forwarded_claims(claims, provider)
-        return Identity(
-            provider=provider.name,
-            issuer=provider.issuer,
-            subject=subject,
-            claims=claims,
-            scopes=scopes,
-            expires_at=exp + leeway,
-            upstream_headers=headers,
-            key_ref=key_ref,
-            jkt=jkt,
         )
+        if binding or provider.forward_claims:
+            headers += binding + _forwarded_claims(claims, provider)
+        return Identity(provider.name, provider.issuer, subject, claims, scopes, exp + leeway, headers, key_ref, jkt)
 
 
 def _forwarded_claims(claims: dict, provider: ProviderConfig) -> tuple[tuple[str, str], ...]:
@@ -353,4 +378,5 @@ def _forwarded_claims(claims: dict, provider: ProviderConfig) -> tuple[tuple[str
 
 
 def base64url_encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    """`base64.urlsafe_b64encode` unpadded, in the C calls it makes (without its Python wrappers)."""
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_BASE64URL).rstrip(b"=").decode("ascii")

@@ -38,6 +38,33 @@ def test_token_text_is_not_kept_in_memory():
     assert not cache.entries
 
 
+def test_a_missed_token_is_not_kept_once_it_was_put():
+    """A miss remembers the token's SHA-256 for its put; neither the put nor a failed put keeps the token."""
+    cache = TokenCache()
+    token = "header.payload.signature-that-is-secret"
+    assert cache.get(token, 0) is None
+    cache.put(token, identity(100))
+    assert cache.get(token, 0) is not None
+    assert cache.get("never-put", 0) is None
+    TokenCache.put(cache, "never-put", Identity("p", "iss", "sub", {"x": object()}, frozenset(), 100, (),
+                                                ("kid", "RS256", object())))  # marshal refuses: not cached
+    held = [value for value in vars(cache).values() if not isinstance(value, dict)]
+    assert not any(value in (token, "never-put") or (type(value) is tuple and {token, "never-put"} & set(value))
+                   for value in held)
+
+
+def test_misses_that_interleave_each_get_their_own_entry():
+    """Two requests miss, then both put (the second's verification finished first): each token keeps its key."""
+    cache = TokenCache()
+    first, second = "token.first.sig", "token.second.sig"
+    assert cache.get(first, 0) is None and cache.get(second, 0) is None
+    cache.put(second, identity(200))
+    cache.put(first, identity(100))
+    assert cache.get(first, 0).expires_at == 100 and cache.get(second, 0).expires_at == 200
+    cache.put("".join(["token.", "first.sig"]), identity(300))  # an equal string, another object
+    assert cache.get(first, 0).expires_at == 300 and len(cache.entries) == 2
+
+
 class Key:  # stands for a JWKS key object: counted by identity, as JwksCache.holds does
     pass
 

@@ -5,6 +5,7 @@ checks, the direct `cryptography` signature check, the X-Auth-Scopes check) is c
 a reference written the slow, obvious way: python-jose's own functions, or the verifier's
 previous code, kept here.
 """
+import base64
 import json
 import os
 import string
@@ -36,6 +37,12 @@ def _decoded(function, data: bytes):
         return function(data)
     except ValueError:  # binascii.Error
         return "refused"
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_base64url_encode_is_the_unpadded_urlsafe_base64_of_the_standard_library(raw):
+    assert module.base64url_encode(raw) == base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 @SETTINGS
@@ -116,6 +123,20 @@ def json_texts(draw):
 @SETTINGS
 @given(json_texts())
 def test_strict_json_decides_as_the_reference(raw):
+    assert _parsed(raw) == _reference_parse(raw)
+
+
+AROUND = [b"", b" ", b"\r\n\t", b"\xef\xbb\xbf", b"\x00", b"x", b"{}", b"1", b'"', b"\xff"]
+
+
+@SETTINGS
+@given(json_texts(), st.sampled_from(AROUND), st.sampled_from(AROUND))
+@example(b"{}", b"", b" ")
+@example(b"{}", b"\xef\xbb\xbf", b"")
+@example(b'{"a":1}', b"", b"{}")
+def test_strict_json_with_anything_around_it_decides_as_the_reference(raw, before, after):
+    """The scan from the first character (the fast path) hands whitespace, a BOM and extra data to the full reader."""
+    raw = before + raw + after
     assert _parsed(raw) == _reference_parse(raw)
 
 
@@ -256,6 +277,21 @@ def test_scopes_header_decides_as_the_reference(scope, scp):
     assert _header(scopes) == _reference_scopes_header(scopes)  # the second time from the cache of valid sets
 
 
+@SETTINGS
+@given(st.one_of(SCOPE, st.lists(SCOPE, max_size=4), st.none(), st.integers()))
+@example("  a  b ")
+@example("")
+@example(" ")
+def test_scopes_of_one_scope_claim_are_the_references(scope):
+    """A provider with one scope claim (the default): its scope strings are remembered, and decide the same."""
+    claims = {"scope": scope, "scp": ["not-read"]}
+    expected = _reference_granted_scopes({"scope": scope})
+    first = granted_scopes(claims, (("scope",),))
+    assert first == expected
+    assert granted_scopes(claims, (("scope",),)) is first  # the second time from the remembered set
+    assert _header(first) == _reference_scopes_header(first)
+
+
 # -- the verified-header cache -------------------------------------------------------------------------------------
 
 async def _verifier(rsa: SigningKey, ec_key: SigningKey):
@@ -311,3 +347,19 @@ async def test_verified_header_cache_is_bounded(monkeypatch):
         token = rsa.sign(claims(issuer="https://a.test/"), headers={"x-n": i})
         assert (await _verify(verifier, token)).provider == "a"
     assert len(module._VERIFIED_HEADERS) == 3
+
+
+@pytest.mark.parametrize("cnf, binding, jkt", [
+    ("absent", (), None),
+    (None, (), None),  # a null cnf binds to nothing, as an absent one
+    ({"jkt": "A" * 43}, (("X-Auth-Binding", "dpop"),), "A" * 43),
+    ({"x5t#S256": "B" * 43}, (("X-Auth-Binding", "mtls"),), None),
+])
+async def test_the_binding_headers_and_jkt_follow_cnf(cnf, binding, jkt):
+    rsa, ec_key = SigningKey.rsa("rsa-1"), SigningKey.ec("ec-1")
+    verifier = await _verifier(rsa, ec_key)
+    body = claims(issuer="https://a.test/")
+    if cnf != "absent":
+        body["cnf"] = cnf
+    identity = await _verify(verifier, rsa.sign(body))
+    assert identity.upstream_headers[4:] == binding and identity.jkt == jkt
