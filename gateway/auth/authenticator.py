@@ -38,7 +38,7 @@ class Authenticator:
 
     def cached_bearer(self, token: str, allowed: frozenset[str] | None) -> Identity | None:
         """A bearer token's identity when the cache holds it, with every check `authenticate` makes on a hit;
-        None when it has to be verified (the fast path then hands the request to the general one)."""
+        None when it has to be verified (the fast path's `admit` then returns Pending, for `authenticate`)."""
         identity = self._cached(token, allowed, count_miss=False)  # a miss is counted when `authenticate` looks
         if identity is not None:
             check_unproven(identity)
