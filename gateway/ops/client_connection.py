@@ -288,9 +288,11 @@ class ClientConnection(BaseProtocol):
             self._finish(record, exchange.started)
             raise
         record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
-        await self._write(exchange.request, response)
         record.status, record.reason = response.status, response.get(ENDED_BY, "forwarded")
-        self._finish(record, exchange.started)
+        try:
+            await self._write(exchange.request, response)
+        finally:
+            self._finish(record, exchange.started)
 
     async def _general(self, flow: AuthFilter, request: PlainRequest) -> None:
         """The whole request on the general path: a token to verify, a proof, a refusal, a preflight."""
@@ -300,8 +302,10 @@ class ClientConnection(BaseProtocol):
             log.error("unhandled error for a request from %s", self.remote, exc_info=exc)
             response = INTERNAL_ERROR.response("")
             self.closing = True
-        await self._write(request, response)
-        self._done()
+        try:
+            await self._write(request, response)
+        finally:
+            self._done()
 
     def _refuse(self, request: PlainRequest, record: AccessRecord, rejection: errors.Rejection, started: float) -> None:
         self._answer_here(request, self.generation.filter.refusal(request, record, rejection), record, started)
@@ -317,8 +321,10 @@ class ClientConnection(BaseProtocol):
 
     async def _write_then_finish(self, request: PlainRequest, response: web.Response, record: AccessRecord,
                                  started: float) -> None:
-        await self._write(request, response)
-        self._finish(record, started)
+        try:
+            await self._write(request, response)
+        finally:
+            self._finish(record, started)
 
     def _internal_error(self, record: AccessRecord, started: float, exc: Exception) -> None:
         """As aiohttp's handle_error for the general path: a JSON 500, logged, and the connection closes."""
@@ -381,6 +387,9 @@ class ClientConnection(BaseProtocol):
                 await response.prepare(request)
                 await response.write_eof()
         except ConnectionError:
+            self.closing = True
+        except Exception as exc:  # never expected: the connection closes rather than hang half-answered
+            log.error("writing the answer to %s failed", self.remote, exc_info=exc)
             self.closing = True
         if response.keep_alive is False:  # force_close(); None: never prepared, so nothing asked to close
             self.closing = True
