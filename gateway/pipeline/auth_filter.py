@@ -132,7 +132,8 @@ class AuthFilter:
         to verify or a DPoP proof to check comes back Pending, with what was decided so far, for
         `admit_pending`.
         """
-        decided = self.decisions.get(request.method, request.raw_path, request.headers)
+        key = self.decisions.key(request.method, request.raw_path, request.headers)
+        decided = self.decisions.get(key) if key is not None else None
         if decided is not None:
             return self._admit_decided(request, decided)
         record = new_record(request)
@@ -158,15 +159,15 @@ class AuthFilter:
         except errors.Rejection as rejection:
             return Answered(record, self.refusal(request, record, rejection, route, cors_headers, scheme_used[0],
                                                  examining))
-        if self._decision_to_keep(request, route, websocket):
-            self.decisions.put(request.method, request.raw_path, request.headers, Decision(
-                path, query, route, identity, self._forwards_authorization(route, identity), admitted[3]))
+        if key is not None and self._decision_to_keep(request, route, websocket):
+            self.decisions.put(key, Decision(path, query, route, identity, self._forwards_authorization(route, identity),
+                                             admitted[3]))
         return Admission(record, path, *admitted)
 
     def _decision_to_keep(self, request: web.BaseRequest, route: Route, websocket: bool) -> bool:
         """Whether an admission depends on nothing but (method, target, Authorization) and the rules: no
         preflight, CORS or CSRF (Origin, cookies), no query or cookie token, no client certificate, no
-        DPoP nonce (it rotates).  (`DecisionCache.put` also leaves out requests with a DPoP header.)"""
+        DPoP nonce (it rotates).  (`DecisionCache.key` also leaves out requests with a DPoP header.)"""
         return (request.method != "OPTIONS" and route.token_from == HEADER_ONLY and route.cors is None
                 and route.csrf is None and not websocket and not self.asks_client_certs and not self.nonce_providers)
 

@@ -25,6 +25,7 @@ from gateway.auth.token_cache import TokenCache
 from gateway.pipeline.route_table import Route
 
 SIZE = 1024  # entries; when full it starts again empty (the filter refills it from its own path)
+Key = tuple[str, str, "str | None"]  # (method, raw target, the Authorization header's value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +43,18 @@ class DecisionCache:
         self.caches = caches
         self.token_cache = token_cache  # its hit count includes the hits served from here
         self.clock = clock
-        self.entries: dict[tuple[str, str, str | None], Decision] = {}
+        self.entries: dict[Key, Decision] = {}
         self.hits = 0
 
-    def get(self, method: str, target: str, headers) -> Decision | None:
+    @staticmethod
+    def key(method: str, target: str, headers) -> Key | None:
+        """The request's key; None when it has two Authorization headers or a DPoP header (never kept)."""
         authorization = headers.getall("Authorization", ())
         if len(authorization) > 1 or "DPoP" in headers:
             return None
-        key = (method, target, authorization[0] if authorization else None)
+        return method, target, authorization[0] if authorization else None
+
+    def get(self, key: Key) -> Decision | None:
         decision = self.entries.get(key)
         if decision is None:
             return None
@@ -62,10 +67,7 @@ class DecisionCache:
         self.hits += 1
         return decision
 
-    def put(self, method: str, target: str, headers, decision: Decision) -> None:
-        authorization = headers.getall("Authorization", ())
-        if len(authorization) > 1 or "DPoP" in headers:
-            return
+    def put(self, key: Key, decision: Decision) -> None:
         if len(self.entries) >= SIZE:
             self.entries.clear()
-        self.entries[(method, target, authorization[0] if authorization else None)] = decision
+        self.entries[key] = decision
