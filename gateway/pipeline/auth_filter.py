@@ -3,6 +3,11 @@
 canonical path -> route table -> bearer extractor -> authenticator (token
 cache, JWKS cache, verifier) -> access rule -> header hygiene -> forwarder.
 Any doubt ends in a JSON 4xx/5xx and the request never reaches the upstream.
+
+Two entries share every step: `handle` (aiohttp's request handler: any
+request, forwarded here) and `admit`/`admit_pending` (the fast connection,
+ops/client_connection.py, which forwards what they admit itself; `admit`
+also answers from the decision cache what it admitted before).
 """
 from __future__ import annotations
 
