@@ -283,12 +283,19 @@ class ClientConnection(BaseProtocol):
             record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
             self._refuse(exchange.request, record, rejection, exchange.started)
             return
-        except BaseException:
+        except asyncio.CancelledError:
             record.status, record.reason = 499, "client_closed"
             self._finish(record, exchange.started)
             raise
+        except Exception as exc:  # e.g. aiohttp's serializer refusing the upstream's headers for a streamed answer
+            self._internal_error(record, exchange.started, exc, exchange.request)
+            return
         record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
-        await self._write(exchange.request, response)
+        try:
+            await self._write(exchange.request, response)
+        except Exception as exc:  # the same for a whole one
+            self._internal_error(record, exchange.started, exc, exchange.request)
+            return
         record.status, record.reason = response.status, response.get(ENDED_BY, "forwarded")
         self._finish(record, exchange.started)
 
@@ -320,11 +327,15 @@ class ClientConnection(BaseProtocol):
         await self._write(request, response)
         self._finish(record, started)
 
-    def _internal_error(self, record: AccessRecord, started: float, exc: Exception) -> None:
-        """As aiohttp's handle_error for the general path: a JSON 500, logged, and the connection closes."""
+    def _internal_error(self, record: AccessRecord, started: float, exc: Exception,
+                        request: PlainRequest | None = None) -> None:
+        """As aiohttp's handle_error for the general path: a JSON 500 (unless `request`'s answer has started),
+        logged, and the connection closes."""
         log.error("unhandled error for a request from %s", self.remote, exc_info=exc)
-        response = INTERNAL_ERROR.response("")
-        self.write_whole(response.status, response.reason, response.headers, response.body)
+        if request is None or request._writer is None or not request._writer.output_size:
+            response = INTERNAL_ERROR.response("")
+            response.headers["Connection"] = "close"  # as aiohttp's head says after handle_error's force_close()
+            self.write_whole(response.status, response.reason, response.headers, response.body)
         self.closing = True
         record.status, record.reason = 500, INTERNAL_ERROR.code
         self._finish(record, started)

@@ -52,3 +52,37 @@ async def test_a_client_that_stops_reading_is_not_read_further_until_it_catches_
             assert len(answered) == sent + 2 and set(answered) == {200}
         finally:
             sock.close()
+
+
+async def _raw_upstream(answer: bytes):
+    """An upstream that answers every request head with `answer`: bytes no aiohttp server would send."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_an_upstream_answer_that_cannot_be_relayed_is_a_500_and_the_request_ends(provider):
+    """A header value with a control character (the upstream parser is lenient, aiohttp's serializer is not):
+    whole and streamed, on a fresh upstream connection (the task path) and on a pooled one (the callback path).
+    Each gets the JSON 500 and the connection closes; before, the task path raised out of its task: no
+    answer, the connection open (a keep-alive client's next answer would have been read as this one's) and
+    the request counted in flight for good."""
+    for framing in (b"Content-Length: 2\r\n\r\nok", b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"):
+        upstream = await _raw_upstream(b"HTTP/1.1 200 OK\r\nX-Odd: a\x01b\r\n" + framing)
+        text = config_text(f"http://127.0.0.1:{upstream.sockets[0].getsockname()[1]}",
+                           provider_yaml(provider.jwks_uri), ECHO_ROUTES)
+        try:
+            async with running_gateway(text) as gateway:
+                for attempt in ("fresh upstream connection", "pooled upstream connection"):
+                    answer = await asyncio.to_thread(rawhttp.exchange, gateway.port, rawhttp.build("GET", "/x"),
+                                                     "GET", 5.0)
+                    assert (answer.status, answer.json()["code"], answer.closed) == (500, "internal_error", True), \
+                        (framing, attempt)
+                    await eventually(lambda: gateway.generation.inflight == 0, what=f"{attempt} ended")
+        finally:
+            upstream.close()
