@@ -256,7 +256,8 @@ class ClientConnection(BaseProtocol):
             self._internal_error(record, exchange.started, exc)
             return
         forwarder.pool.release(exchange.connection, message, payload)
-        self.transport.write(answer)
+        if self.transport is not None:  # None: the client left while its request was upstream
+            self.transport.write(answer)
         record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
         record.status, record.reason = message.code, "forwarded"
         self._finish(record, exchange.started)
@@ -352,7 +353,8 @@ class ClientConnection(BaseProtocol):
         self.generation.leave()
         self.generation = None
         if self.closing:
-            self.transport.close()
+            if self.transport is not None:  # None: the client left first
+                self.transport.close()
             return
         self.idle_since = self._loop.time()
         if self.writing_paused:  # the client reads slower than it asks: nothing more until it catches up
@@ -377,7 +379,9 @@ class ClientConnection(BaseProtocol):
     # -- writing answers
 
     def write_whole(self, status: int, reason: str, headers: CIMultiDict, body: bytes) -> None:
-        self.transport.write(whole_answer(status, reason, headers, body))
+        answer = whole_answer(status, reason, headers, body)
+        if self.transport is not None:  # None: the client left while its request was answered
+            self.transport.write(answer)
 
     async def _write(self, request: PlainRequest, response: web.StreamResponse) -> None:
         """An answer of the general path: small whole ones as `write_whole`, the rest through aiohttp."""
@@ -405,7 +409,8 @@ class ClientConnection(BaseProtocol):
         """Close now, after what is already written (the forwarder cuts a broken stream this way: nothing
         more, not even a terminating chunk, may follow)."""
         self.closing = True
-        self.transport.close()
+        if self.transport is not None:
+            self.transport.close()
 
     def close_when_idle(self) -> None:
         """Drain: an idle connection closes now, a busy one after its answer."""

@@ -86,3 +86,36 @@ async def test_an_upstream_answer_that_cannot_be_relayed_is_a_500_and_the_reques
                     await eventually(lambda: gateway.generation.inflight == 0, what=f"{attempt} ended")
         finally:
             upstream.close()
+
+
+async def test_a_client_that_leaves_while_its_request_is_upstream_ends_the_request(provider, echo_upstream):
+    """The upstream answers after the client closed: the request still ends (its access record written, the
+    generation left) on a pooled upstream connection (the callback path) and a fresh one (the task path).
+    Before, both wrote to the protocol's transport, None once the connection was lost: an AttributeError out of
+    the upstream connection's data_received (or the task), no record, and the generation in flight for good."""
+    text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), ECHO_ROUTES)
+    async with running_gateway(text) as gateway:
+        flow = gateway.generation.filter
+        recorded = []
+        observe = flow.observe
+        flow.observe = lambda record: (recorded.append((record.path, record.status)), observe(record))
+        controls = echo_upstream.controls
+        loop = asyncio.get_running_loop()
+        for upstream_connection in ("pooled", "fresh"):
+            if upstream_connection == "pooled":
+                assert (await rawhttp.send(gateway.port, rawhttp.build("GET", "/warm"))).status == 200
+            else:
+                gateway.forwarder.pool.close()  # nothing idle: the request waits for a new connection in a task
+            recorded.clear()
+            controls.held.clear()
+            controls.release.clear()
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", gateway.port))
+            await loop.sock_sendall(sock, rawhttp.build("GET", "/hold"))
+            await controls.held.wait()
+            sock.close()
+            await eventually(lambda: not gateway.runner.server.fast, what="the gateway saw the client leave")
+            controls.release.set()
+            await eventually(lambda: recorded == [("/hold", 200)], what=f"the record ({upstream_connection})")
+            await eventually(lambda: gateway.generation.inflight == 0, what=f"in flight ({upstream_connection})")
