@@ -212,6 +212,9 @@ class ClientConnection(BaseProtocol):
             pending.record.status, pending.record.reason = 499, "client_closed"
             self._finish(pending.record, started)
             raise
+        except Exception as exc:  # no refusal: a bug or a surprise, a 500 as aiohttp's handle_error gives
+            self._internal_error(pending.record, started, exc)
+            return
         self._proceed(request, decided, started)
 
     def _proceed(self, request: PlainRequest, decided: Admission | Answered, started: float) -> None:

@@ -11,6 +11,7 @@ import socket
 from tests.support.config import ECHO_ROUTES, config_text, provider_yaml
 from tests.support.gateway import eventually, running_gateway
 from tests.support import rawhttp
+from tests.support.keys import claims
 
 ANSWER_BYTES = 30_000  # a whole answer, read in one go from the upstream: the fast path's one-write case
 
@@ -119,3 +120,29 @@ async def test_a_client_that_leaves_while_its_request_is_upstream_ends_the_reque
             controls.release.set()
             await eventually(lambda: recorded == [("/hold", 200)], what=f"the record ({upstream_connection})")
             await eventually(lambda: gateway.generation.inflight == 0, what=f"in flight ({upstream_connection})")
+
+
+async def test_an_unexpected_error_while_verifying_a_token_is_a_500_as_on_the_general_path(provider, echo_upstream,
+                                                                                           rsa_key):
+    """A token to verify is awaited in a task (admit_pending); an error there that is no refusal (a bug, a
+    library's surprise) is the JSON 500 that aiohttp's handle_error gives on the general path, and the request
+    ends.  Before, it escaped the task: no answer, the connection open and the generation in flight for good."""
+    text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), ECHO_ROUTES)
+    async with running_gateway(text) as gateway:
+        flow = gateway.generation.filter
+
+        async def failing(token, allowed):
+            raise RuntimeError("a surprise in the verifier")
+
+        flow.authenticator.verifier.verify_bearer = failing
+        request = rawhttp.build("GET", "/echo/x", [("Authorization", f"Bearer {rsa_key.sign(claims())}")])
+        for hand_off_first in (False, True):  # the fast path, then aiohttp's (a HEAD hands the connection over)
+            connection = rawhttp.Connection(gateway.port, timeout=5.0)
+            try:
+                if hand_off_first:
+                    await asyncio.to_thread(connection.request, rawhttp.build("HEAD", "/x"), "HEAD")
+                answer = await asyncio.to_thread(connection.request, request)
+            finally:
+                connection.close()
+            assert (answer.status, answer.json()["code"]) == (500, "internal_error"), hand_off_first
+            await eventually(lambda: gateway.generation.inflight == 0, what="the request ended")
