@@ -54,6 +54,9 @@ log = logging.getLogger("gateway.clients")
 
 SERVED_HERE = frozenset({"GET", "DELETE", "OPTIONS"})  # HEAD, bodies and the rest: aiohttp
 READ_BUFSIZE = 2 ** 16
+# unanswered bytes kept for a head still arriving; more is no plain request (or endless blank lines, which
+# llhttp skips without limit and this class would keep until the idle timeout): aiohttp reads it on, keeping none
+MAX_HEAD_BYTES = 2 ** 16
 _BOUNDARY = b"\r\n\r\n"
 INTERNAL_ERROR = errors.Rejection(500, "internal_error", "the gateway failed to handle this request; see its log")
 
@@ -178,6 +181,8 @@ class ClientConnection(BaseProtocol):
             self._hand_off()
             return
         if not messages:
+            if len(self.unanswered) > MAX_HEAD_BYTES:
+                self._hand_off()
             return  # a head still arriving; the idle timer bounds how long
         if len(messages) > 1 or upgraded or not self.unanswered.endswith(_BOUNDARY) \
                 or not is_plain(*messages[0]):

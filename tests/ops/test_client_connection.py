@@ -193,3 +193,27 @@ async def test_a_request_on_a_dropped_kept_alive_upstream_connection_is_retried_
             assert sends == [1, 0]  # the stale connection's second request, then a fresh connection's first
     finally:
         upstream.close()
+
+
+async def test_blank_lines_before_a_request_are_not_kept_without_limit(provider, echo_upstream):
+    """llhttp skips any number of CRLFs before a request line; the fast connection kept every byte since the
+    last answer (for a hand-off to replay), so one client could make it hold gigabytes within the idle
+    timeout.  Past 64 KiB without a whole head it hands the connection to aiohttp, which keeps none."""
+    text = config_text(echo_upstream.url, provider_yaml(provider.jwks_uri), ECHO_ROUTES)
+    async with running_gateway(text) as gateway:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", gateway.port))
+        try:
+            connection = await eventually(lambda: next(iter(gateway.runner.server.fast), None), what="accepted")
+            await loop.sock_sendall(sock, b"\r\n" * (1 << 19))  # 1 MiB
+            await eventually(lambda: connection not in gateway.runner.server.fast, what="handed to aiohttp")
+            assert len(connection.unanswered) == 0
+            await loop.sock_sendall(sock, rawhttp.build("GET", "/x", [("Connection", "close")]))
+            received = bytearray()
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 10):
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 200 OK\r\n"), bytes(received[:200])
+        finally:
+            sock.close()
