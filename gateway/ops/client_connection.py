@@ -237,7 +237,7 @@ class ClientConnection(BaseProtocol):
         try:
             head = forwarder.bodiless_head(request.method, decided.path, decided.query, decided.headers)
         except errors.Rejection as rejection:
-            self._refuse(request, decided.record, rejection, started)
+            self._refuse(request, decided.record, rejection, started, decided.cors_headers)
             return
         exchange = PlainExchange(self, request, decided, head, started)
         exchange.connection = forwarder.pool.try_send(request.method, head, exchange)
@@ -281,7 +281,7 @@ class ClientConnection(BaseProtocol):
                 request, exchange.head, admission.record.request_id, admission.extra_headers, admission.expires_at)))
             return
         admission.record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
-        self._refuse(request, admission.record, upstream_failure(exc), exchange.started)
+        self._refuse(request, admission.record, upstream_failure(exc), exchange.started, admission.cors_headers)
 
     async def _answer_later(self, exchange: PlainExchange, answering: Coroutine) -> None:
         """The rest of an admitted request on the general path's forwarder code."""
@@ -290,7 +290,7 @@ class ClientConnection(BaseProtocol):
             response = await answering
         except errors.Rejection as rejection:
             record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
-            self._refuse(exchange.request, record, rejection, exchange.started)
+            self._refuse(exchange.request, record, rejection, exchange.started, exchange.admission.cors_headers)
             return
         except asyncio.CancelledError:
             record.status, record.reason = 499, "client_closed"
@@ -319,8 +319,11 @@ class ClientConnection(BaseProtocol):
         await self._write(request, response)
         self._done()
 
-    def _refuse(self, request: PlainRequest, record: AccessRecord, rejection: errors.Rejection, started: float) -> None:
-        self._answer_here(request, self.generation.filter.refusal(request, record, rejection), record, started)
+    def _refuse(self, request: PlainRequest, record: AccessRecord, rejection: errors.Rejection, started: float,
+                cors_headers: dict[str, str] | None = None) -> None:
+        """`cors_headers`: an admitted request's route's, which the general path's refusal carries too."""
+        response = self.generation.filter.refusal(request, record, rejection, cors_headers=cors_headers)
+        self._answer_here(request, response, record, started)
 
     def _answer_here(self, request: PlainRequest, response: web.Response, record: AccessRecord,
                      started: float) -> None:
