@@ -278,7 +278,8 @@ class ClientConnection(BaseProtocol):
         forwarder.pool.abandon(exchange.connection)
         if isinstance(exc, UpstreamGone) and exchange.connection.reused and request.method in IDEMPOTENT:
             self._run(self._answer_later(exchange, forwarder.send_bodiless(
-                request, exchange.head, admission.record.request_id, admission.extra_headers, admission.expires_at)))
+                request, exchange.head, admission.record.request_id, admission.extra_headers, admission.expires_at,
+                fresh=True)))
             return
         admission.record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
         self._refuse(request, admission.record, upstream_failure(exc), exchange.started, admission.cors_headers)

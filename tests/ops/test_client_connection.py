@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import pytest
-
 from tests.support.config import ECHO_ROUTES, config_text, provider_yaml
 from tests.support.gateway import eventually, running_gateway
 from tests.support import rawhttp
@@ -150,10 +148,6 @@ async def test_an_unexpected_error_while_verifying_a_token_is_a_500_as_on_the_ge
             await eventually(lambda: gateway.generation.inflight == 0, what="the request ended")
 
 
-@pytest.mark.xfail(strict=True, reason="the fast path's retry goes through pool.request, which takes another idle "
-                                       "connection before it connects afresh: three sends where the general path "
-                                       "makes two (fix: a retry that skips _take_idle, e.g. request(..., fresh=True) "
-                                       "passed through send_bodiless from upstream_failed)")
 async def test_a_request_on_a_dropped_kept_alive_upstream_connection_is_retried_once_on_a_fresh_one(provider):
     """Two idle upstream connections the upstream has dropped (it answers one request per connection, then
     closes the next one unanswered, as a keep-alive timeout racing a reuse does): the request goes out twice,
