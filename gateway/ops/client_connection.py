@@ -54,6 +54,9 @@ log = logging.getLogger("gateway.clients")
 
 SERVED_HERE = frozenset({"GET", "DELETE", "OPTIONS"})  # HEAD, bodies and the rest: aiohttp
 READ_BUFSIZE = 2 ** 16
+# unanswered bytes kept for a head still arriving; more is no plain request (or endless blank lines, which
+# llhttp skips without limit and this class would keep until the idle timeout): aiohttp reads it on, keeping none
+MAX_HEAD_BYTES = 2 ** 16
 _BOUNDARY = b"\r\n\r\n"
 INTERNAL_ERROR = errors.Rejection(500, "internal_error", "the gateway failed to handle this request; see its log")
 
@@ -178,6 +181,8 @@ class ClientConnection(BaseProtocol):
             self._hand_off()
             return
         if not messages:
+            if len(self.unanswered) > MAX_HEAD_BYTES:
+                self._hand_off()
             return  # a head still arriving; the idle timer bounds how long
         if len(messages) > 1 or upgraded or not self.unanswered.endswith(_BOUNDARY) \
                 or not is_plain(*messages[0]):
@@ -212,6 +217,9 @@ class ClientConnection(BaseProtocol):
             pending.record.status, pending.record.reason = 499, "client_closed"
             self._finish(pending.record, started)
             raise
+        except Exception as exc:  # no refusal: a bug or a surprise, a 500 as aiohttp's handle_error gives
+            self._internal_error(pending.record, started, exc)
+            return
         self._proceed(request, decided, started)
 
     def _proceed(self, request: PlainRequest, decided: Admission | Answered, started: float) -> None:
@@ -229,7 +237,7 @@ class ClientConnection(BaseProtocol):
         try:
             head = forwarder.bodiless_head(request.method, decided.path, decided.query, decided.headers)
         except errors.Rejection as rejection:
-            self._refuse(request, decided.record, rejection, started)
+            self._refuse(request, decided.record, rejection, started, decided.cors_headers)
             return
         exchange = PlainExchange(self, request, decided, head, started)
         exchange.connection = forwarder.pool.try_send(request.method, head, exchange)
@@ -256,7 +264,8 @@ class ClientConnection(BaseProtocol):
             self._internal_error(record, exchange.started, exc)
             return
         forwarder.pool.release(exchange.connection, message, payload)
-        self.transport.write(answer)
+        if self.transport is not None:  # None: the client left while its request was upstream
+            self.transport.write(answer)
         record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
         record.status, record.reason = message.code, "forwarded"
         self._finish(record, exchange.started)
@@ -269,10 +278,11 @@ class ClientConnection(BaseProtocol):
         forwarder.pool.abandon(exchange.connection)
         if isinstance(exc, UpstreamGone) and exchange.connection.reused and request.method in IDEMPOTENT:
             self._run(self._answer_later(exchange, forwarder.send_bodiless(
-                request, exchange.head, admission.record.request_id, admission.extra_headers, admission.expires_at)))
+                request, exchange.head, admission.record.request_id, admission.extra_headers, admission.expires_at,
+                fresh=True)))
             return
         admission.record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
-        self._refuse(request, admission.record, upstream_failure(exc), exchange.started)
+        self._refuse(request, admission.record, upstream_failure(exc), exchange.started, admission.cors_headers)
 
     async def _answer_later(self, exchange: PlainExchange, answering: Coroutine) -> None:
         """The rest of an admitted request on the general path's forwarder code."""
@@ -281,18 +291,18 @@ class ClientConnection(BaseProtocol):
             response = await answering
         except errors.Rejection as rejection:
             record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
-            self._refuse(exchange.request, record, rejection, exchange.started)
+            self._refuse(exchange.request, record, rejection, exchange.started, exchange.admission.cors_headers)
             return
-        except BaseException:
+        except asyncio.CancelledError:
             record.status, record.reason = 499, "client_closed"
             self._finish(record, exchange.started)
             raise
+        except Exception as exc:  # e.g. aiohttp's serializer refusing the upstream's headers for a streamed answer
+            self._internal_error(record, exchange.started, exc, exchange.request)
+            return
         record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
         record.status, record.reason = response.status, response.get(ENDED_BY, "forwarded")
-        try:
-            await self._write(exchange.request, response)
-        finally:
-            self._finish(record, exchange.started)
+        await self._write_and_finish(exchange.request, response, record, exchange.started)
 
     async def _general(self, flow: AuthFilter, request: PlainRequest) -> None:
         """The whole request on the general path: a token to verify, a proof, a refusal, a preflight."""
@@ -304,11 +314,17 @@ class ClientConnection(BaseProtocol):
             self.closing = True
         try:
             await self._write(request, response)
+        except Exception as exc:  # never expected (handle made the answer): the connection closes
+            log.error("writing the answer to %s failed", self.remote, exc_info=exc)
+            self.closing = True
         finally:
             self._done()
 
-    def _refuse(self, request: PlainRequest, record: AccessRecord, rejection: errors.Rejection, started: float) -> None:
-        self._answer_here(request, self.generation.filter.refusal(request, record, rejection), record, started)
+    def _refuse(self, request: PlainRequest, record: AccessRecord, rejection: errors.Rejection, started: float,
+                cors_headers: dict[str, str] | None = None) -> None:
+        """`cors_headers`: an admitted request's route's, which the general path's refusal carries too."""
+        response = self.generation.filter.refusal(request, record, rejection, cors_headers=cors_headers)
+        self._answer_here(request, response, record, started)
 
     def _answer_here(self, request: PlainRequest, response: web.Response, record: AccessRecord,
                      started: float) -> None:
@@ -317,20 +333,31 @@ class ClientConnection(BaseProtocol):
             self.write_whole(response.status, response.reason, response.headers, response.body)
             self._finish(record, started)
         else:
-            self._run(self._write_then_finish(request, response, record, started))
+            self._run(self._write_and_finish(request, response, record, started))
 
-    async def _write_then_finish(self, request: PlainRequest, response: web.Response, record: AccessRecord,
-                                 started: float) -> None:
+    async def _write_and_finish(self, request: PlainRequest, response: web.StreamResponse, record: AccessRecord,
+                                started: float) -> None:
+        """Write an answer the general code made, then end its request; a write that fails (aiohttp's serializer
+        refusing an upstream header) is the JSON 500, as the callback path gives it."""
         try:
             await self._write(request, response)
-        finally:
+        except asyncio.CancelledError:
             self._finish(record, started)
+            raise
+        except Exception as exc:
+            self._internal_error(record, started, exc, request)
+            return
+        self._finish(record, started)
 
-    def _internal_error(self, record: AccessRecord, started: float, exc: Exception) -> None:
-        """As aiohttp's handle_error for the general path: a JSON 500, logged, and the connection closes."""
+    def _internal_error(self, record: AccessRecord, started: float, exc: Exception,
+                        request: PlainRequest | None = None) -> None:
+        """As aiohttp's handle_error for the general path: a JSON 500 (unless `request`'s answer has started),
+        logged, and the connection closes."""
         log.error("unhandled error for a request from %s", self.remote, exc_info=exc)
-        response = INTERNAL_ERROR.response("")
-        self.write_whole(response.status, response.reason, response.headers, response.body)
+        if request is None or request._writer is None or not request._writer.output_size:
+            response = INTERNAL_ERROR.response("")
+            response.headers["Connection"] = "close"  # as aiohttp's head says after handle_error's force_close()
+            self.write_whole(response.status, response.reason, response.headers, response.body)
         self.closing = True
         record.status, record.reason = 500, INTERNAL_ERROR.code
         self._finish(record, started)
@@ -347,7 +374,8 @@ class ClientConnection(BaseProtocol):
         self.generation.leave()
         self.generation = None
         if self.closing:
-            self.transport.close()
+            if self.transport is not None:  # None: the client left first
+                self.transport.close()
             return
         self.idle_since = self._loop.time()
         if self.writing_paused:  # the client reads slower than it asks: nothing more until it catches up
@@ -372,7 +400,9 @@ class ClientConnection(BaseProtocol):
     # -- writing answers
 
     def write_whole(self, status: int, reason: str, headers: CIMultiDict, body: bytes) -> None:
-        self.transport.write(whole_answer(status, reason, headers, body))
+        answer = whole_answer(status, reason, headers, body)
+        if self.transport is not None:  # None: the client left while its request was answered
+            self.transport.write(answer)
 
     async def _write(self, request: PlainRequest, response: web.StreamResponse) -> None:
         """An answer of the general path: small whole ones as `write_whole`, the rest through aiohttp."""
@@ -388,9 +418,6 @@ class ClientConnection(BaseProtocol):
                 await response.write_eof()
         except ConnectionError:
             self.closing = True
-        except Exception as exc:  # never expected: the connection closes rather than hang half-answered
-            log.error("writing the answer to %s failed", self.remote, exc_info=exc)
-            self.closing = True
         if response.keep_alive is False:  # force_close(); None: never prepared, so nothing asked to close
             self.closing = True
 
@@ -403,7 +430,8 @@ class ClientConnection(BaseProtocol):
         """Close now, after what is already written (the forwarder cuts a broken stream this way: nothing
         more, not even a terminating chunk, may follow)."""
         self.closing = True
-        self.transport.close()
+        if self.transport is not None:
+            self.transport.close()
 
     def close_when_idle(self) -> None:
         """Drain: an idle connection closes now, a busy one after its answer."""

@@ -53,6 +53,7 @@ class Admission(NamedTuple):
     headers: CIMultiDict
     extra_headers: dict[str, str] | None
     expires_at: float | None
+    cors_headers: dict[str, str] | None = None  # the route's: a refusal after admission (502, 504) carries them
 
 
 class Answered(NamedTuple):
@@ -167,7 +168,7 @@ class AuthFilter:
         if key is not None and self._decision_to_keep(request, route, websocket):
             self.decisions.put(key, Decision(path, query, route, identity, self._forwards_authorization(route, identity),
                                              admitted[3]))
-        return Admission(record, path, *admitted)
+        return Admission(record, path, *admitted, cors_headers)
 
     def _decision_to_keep(self, request: web.BaseRequest, route: Route, websocket: bool) -> bool:
         """Whether an admission depends on nothing but (method, target, Authorization) and the rules: no
@@ -202,7 +203,7 @@ class AuthFilter:
         except errors.Rejection as rejection:
             return Answered(record, self.refusal(request, record, rejection, route, pending.cors_headers,
                                                  pending.scheme))
-        return Admission(record, pending.path, *admitted)
+        return Admission(record, pending.path, *admitted, pending.cors_headers)
 
     def _route(self, request: web.BaseRequest, record: AccessRecord) -> Routed | web.StreamResponse:
         """Target, route and the checks that need no token: the route (a tuple), or a preflight's answer."""

@@ -136,10 +136,12 @@ class Forwarder:
         return text.encode("utf-8", "surrogateescape")
 
     async def send_bodiless(self, request: web.BaseRequest, head: bytes, request_id: str,
-                            extra_headers: dict[str, str] | None, expires_at: float | None) -> web.StreamResponse:
-        """`head` to the upstream over the lean pool (waiting for a connection if none is idle) and its answer back."""
+                            extra_headers: dict[str, str] | None, expires_at: float | None,
+                            fresh: bool = False) -> web.StreamResponse:
+        """`head` to the upstream over the lean pool (waiting for a connection if none is idle) and its answer back;
+        `fresh`: on a new connection (`UpstreamPool.request`)."""
         try:
-            connection, message, payload = await self.pool.request(request.method, head)
+            connection, message, payload = await self.pool.request(request.method, head, fresh)
         except (TimeoutError, OSError, UpstreamGone) as exc:
             raise upstream_failure(exc) from None
         return await self.relay(request, request_id, connection, message, payload, extra_headers, expires_at)

@@ -206,14 +206,16 @@ class UpstreamPool:
             return connection
         return None
 
-    async def request(self, method: str, head: bytes) -> tuple[UpstreamConnection, RawResponseMessage, StreamReader]:
+    async def request(self, method: str, head: bytes, fresh: bool = False
+                      ) -> tuple[UpstreamConnection, RawResponseMessage, StreamReader]:
         """Send a bodiless request; a reused connection the upstream had closed is retried once, fresh.
 
-        Takes a slot that `release` gives back; on failure the slot is given back here.
+        Takes a slot that `release` gives back; on failure the slot is given back here.  `fresh`: on a
+        new connection (the retry of a `try_send` whose reused connection the upstream had closed).
         """
         await self.slots.acquire()
         try:
-            connection = self._take_idle() or await self._connect()
+            connection = (None if fresh else self._take_idle()) or await self._connect()
             try:
                 message, payload = await self._exchange(connection, head)
             except UpstreamGone:

@@ -13,6 +13,7 @@ and for forwarded requests so is what the upstream received.
 """
 import asyncio
 
+from tests.security.stack import ROUTES, running_stack
 from tests.support import rawhttp
 
 
@@ -101,3 +102,16 @@ async def test_fast_and_general_paths_answer_alike(stack):
         assert _normal(one) == _normal(other), request[:2]
     latin = fast[[target for _, target, _ in requests].index("/public/latin")]
     assert ["X-Latin", "ad\xffmin"] in latin.json()["headers"]  # the 0xFF byte arrived (the echo reads it as Latin-1)
+
+
+async def test_an_upstream_failure_on_a_cors_route_is_answered_alike(rsa_key, ec_key):
+    """A 502 for an admitted request on a route with CORS carries the route's CORS headers on both paths, so a
+    browser sees the 502 and not a CORS failure (the fast path's refusal had none)."""
+    routes = ROUTES + "  - path: /reset\n    access: public\n    cors: {allow_origins: [https://app.test]}\n"
+    async with running_stack(rsa_key, ec_key, routes=routes) as stack:
+        raws = [rawhttp.build("GET", "/reset", [("Origin", "https://app.test")])]
+        fast = await asyncio.to_thread(_send_all, stack.port, raws, False)
+        slow = await asyncio.to_thread(_send_all, stack.port, raws, True)
+        assert fast[0].status == slow[0].status == 502
+        assert fast[0].header("Access-Control-Allow-Origin") == "https://app.test"
+        assert _normal(fast[0]) == _normal(slow[0])
