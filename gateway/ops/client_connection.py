@@ -118,6 +118,10 @@ class PlainExchange:
     def done(self) -> bool:
         return self._done
 
+    def upstream_done(self) -> None:
+        """The upstream's part is over (answered, failed or refused): its time goes on the access record."""
+        self.admission.record.upstream_ms = (time.monotonic() - self.forwarding) * 1000
+
     def set_result(self, result: tuple[RawResponseMessage, StreamReader]) -> None:
         self._done = True
         self.client.upstream_answered(self, *result)
@@ -266,7 +270,7 @@ class ClientConnection(BaseProtocol):
         forwarder.pool.release(exchange.connection, message, payload)
         if self.transport is not None:  # None: the client left while its request was upstream
             self.transport.write(answer)
-        record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
+        exchange.upstream_done()
         record.status, record.reason = message.code, "forwarded"
         self._finish(record, exchange.started)
 
@@ -281,7 +285,7 @@ class ClientConnection(BaseProtocol):
                 request, exchange.head, admission.record.request_id, admission.extra_headers, admission.expires_at,
                 fresh=True)))
             return
-        admission.record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
+        exchange.upstream_done()
         self._refuse(request, admission.record, upstream_failure(exc), exchange.started, admission.cors_headers)
 
     async def _answer_later(self, exchange: PlainExchange, answering: Coroutine) -> None:
@@ -290,7 +294,7 @@ class ClientConnection(BaseProtocol):
         try:
             response = await answering
         except errors.Rejection as rejection:
-            record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
+            exchange.upstream_done()
             self._refuse(exchange.request, record, rejection, exchange.started, exchange.admission.cors_headers)
             return
         except asyncio.CancelledError:
@@ -300,12 +304,12 @@ class ClientConnection(BaseProtocol):
         except Exception as exc:  # e.g. aiohttp's serializer refusing the upstream's headers for a streamed answer
             self._internal_error(record, exchange.started, exc, exchange.request)
             return
-        record.upstream_ms = (time.monotonic() - exchange.forwarding) * 1000
+        exchange.upstream_done()
         record.status, record.reason = response.status, response.get(ENDED_BY, "forwarded")
         await self._write_and_finish(exchange.request, response, record, exchange.started)
 
     async def _general(self, flow: AuthFilter, request: PlainRequest) -> None:
-        """The whole request on the general path: a token to verify, a proof, a refusal, a preflight."""
+        """The whole request on the general path, when `admit` itself failed: `handle` answers (or a JSON 500)."""
         try:
             response = await flow.handle(request)
         except Exception as exc:  # as aiohttp's handle_error: a JSON 500, logged, and the connection closes

@@ -109,11 +109,7 @@ class Forwarder:
         except (aiohttp.ClientError, asyncio.TimeoutError, BodyAborted) as exc:
             if body.failure is not None:
                 raise body.failure from None
-            if isinstance(exc, asyncio.TimeoutError):
-                raise errors.upstream_timeout() from None
-            if isinstance(exc, aiohttp.ClientSSLError):
-                raise tls_failure(exc) from None
-            raise errors.upstream_unavailable() from None
+            raise upstream_failure(exc) from None
 
     async def _forward_bodiless(self, request: web.BaseRequest, path: str, query: str, headers: CIMultiDict,
                                 extra_headers: dict[str, str] | None, expires_at: float | None) -> web.StreamResponse:
@@ -160,10 +156,11 @@ class Forwarder:
 
 
 def upstream_failure(exc: Exception) -> errors.Rejection:
-    """The client's answer when the lean pool's exchange fails before the answer started."""
+    """The client's answer when an upstream exchange (lean pool or aiohttp's client) fails before the answer
+    started: 504 for a timeout, 502 upstream_tls_error for TLS, 502 otherwise."""
     if isinstance(exc, TimeoutError):  # before OSError, of which it is a subclass
         return errors.upstream_timeout()
-    if isinstance(exc, ssl.SSLError):  # before OSError too
+    if isinstance(exc, (ssl.SSLError, aiohttp.ClientSSLError)):  # before OSError too
         return tls_failure(exc)
     return errors.upstream_unavailable()
 
